@@ -1,0 +1,238 @@
+package dingtalk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Class says what a caller should do about an error returned by the client.
+// Every error the client returns maps to exactly one Class through Classify.
+type Class int
+
+const (
+	// Permanent: DingTalk refused the request and will refuse it again.
+	Permanent Class = iota
+	// Transient: nothing happened on DingTalk's side that matters; retry with backoff.
+	Transient
+	// RateLimited is a Transient kind that asks the caller to slow down;
+	// Error.RetryAfter, when set, says how long DingTalk wants it to wait.
+	RateLimited
+	// OutcomeUnknown: a non-idempotent request (chat/create) may have reached
+	// DingTalk and taken effect, but no answer says whether it did.
+	OutcomeUnknown
+)
+
+// String returns the class as a stable lower-case word, fit for logs and metrics.
+func (c Class) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case RateLimited:
+		return "rate_limited"
+	case OutcomeUnknown:
+		return "outcome_unknown"
+	default:
+		return "permanent"
+	}
+}
+
+// Retryable reports whether the same request may succeed when sent again.
+func (c Class) Retryable() bool { return c != Permanent }
+
+// Error is every failure the client returns: a DingTalk refusal (errcode ≠ 0
+// on an HTTP 200), an unexpected HTTP status, a reply that cannot be read,
+// or a transport failure. It never holds the access token or the app secret:
+// URLs in wrapped transport errors are redacted before they are stored.
+type Error struct {
+	API        string        // the endpoint, e.g. "chat/create"
+	HTTPStatus int           // 0 when no reply arrived
+	ErrCode    int           // DingTalk's errcode, 0 when the reply carried none
+	ErrMsg     string        // DingTalk's errmsg, or a description of what was wrong with the reply
+	SubCode    string        // DingTalk's sub_code (also parsed from "subcode=…" in errmsg)
+	RequestID  string        // DingTalk's request_id, for support tickets
+	RetryAfter time.Duration // how long DingTalk asked us to wait; 0 when it did not say
+	Class      Class         // what to do about it; see Classify
+	Err        error         // the underlying cause for transport and decoding failures (redacted)
+}
+
+// Error implements error. The text names the API, the code and what it means.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("dingtalk: ")
+	b.WriteString(e.API)
+	b.WriteString(": ")
+	switch {
+	case e.ErrCode != 0:
+		if meaning, ok := knownCodes[e.ErrCode]; ok {
+			fmt.Fprintf(&b, "errcode %d (%s)", e.ErrCode, meaning)
+		} else {
+			fmt.Fprintf(&b, "unknown errcode %d", e.ErrCode)
+		}
+		if e.SubCode != "" {
+			fmt.Fprintf(&b, ", sub_code %s", e.SubCode)
+		}
+		if e.ErrMsg != "" {
+			fmt.Fprintf(&b, ": %s", e.ErrMsg)
+		}
+	case e.Err != nil:
+		if e.ErrMsg != "" {
+			b.WriteString(e.ErrMsg)
+			b.WriteString(": ")
+		}
+		b.WriteString(e.Err.Error())
+	default:
+		if e.HTTPStatus != 0 {
+			fmt.Fprintf(&b, "HTTP %d", e.HTTPStatus)
+			if e.ErrMsg != "" {
+				b.WriteString(": ")
+			}
+		}
+		b.WriteString(e.ErrMsg)
+	}
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, " (request_id %s)", e.RequestID)
+	}
+	if e.Class == OutcomeUnknown {
+		b.WriteString(" [outcome unknown: the request may have taken effect]")
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying cause, so errors.Is(err, context.DeadlineExceeded) works.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Classify returns what a caller should do about err. Errors that did not come
+// from this package are Permanent, except context deadlines, which are Transient.
+func Classify(err error) Class {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Class
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Transient
+	}
+	return Permanent
+}
+
+// Error codes the client acts on. Codes not listed here are permanent, and
+// their error text says the code is unknown.
+const (
+	CodeSystemBusy          = -1
+	CodeSubCodeCarrier      = 88
+	CodeInvalidCredential   = 40001
+	CodeInvalidUserID       = 40003
+	CodeInvalidToken        = 40014
+	CodeInvalidChatID       = 40016
+	CodeTokenExpired        = 42001
+	CodeNoPermission        = 43007
+	CodeChatIDMissing       = 49000
+	CodeMemberListsOverlap  = 49004
+	CodeGroupTooLarge       = 49005
+	CodeTooManyInOneCall    = 49011
+	CodeInvalidUserIDOnChat = 33012
+	CodeInvalidChat         = 34001
+	CodeUserNotFound        = 60121
+	CodeUserNotInGroup      = 60124
+	CodeNoSuchOrg           = 70001
+	CodeGlobalQPSLimit      = 90002
+	CodeOrgMinuteLimit      = 90005
+	CodeAppMinuteLimit      = 90006
+	CodeAppAPIQPSLimit      = 90018
+	CodeMonthlyQuota        = 90020
+	CodeSystemError         = 400001
+	CodeBadParameter        = 400002
+	CodeInvalidAppKey       = 40089
+	banStatus               = 1111 // {"status":1111,"wait":5,"punish":"deny"}: the calling IP is banned
+)
+
+// knownCodes gives each code the client knows a short English meaning for error texts.
+var knownCodes = map[int]string{
+	CodeSystemBusy:          "system busy",
+	CodeSubCodeCarrier:      "see sub_code",
+	CodeInvalidCredential:   "invalid credential",
+	CodeInvalidUserID:       "invalid userid",
+	CodeInvalidToken:        "invalid access token",
+	CodeInvalidChatID:       "invalid chatid",
+	CodeTokenExpired:        "access token expired",
+	CodeNoPermission:        "no permission for this API",
+	CodeChatIDMissing:       "chatid missing",
+	CodeMemberListsOverlap:  "add and delete lists overlap",
+	CodeGroupTooLarge:       "group member limit exceeded",
+	CodeTooManyInOneCall:    "too many members in one call",
+	CodeInvalidUserIDOnChat: "invalid userid",
+	CodeInvalidChat:         "invalid chat",
+	CodeUserNotFound:        "user not found",
+	CodeUserNotInGroup:      "user not in this group",
+	CodeNoSuchOrg:           "organization missing or dismissed",
+	CodeGlobalQPSLimit:      "API temporarily refused for all apps",
+	CodeOrgMinuteLimit:      "too many calls by the organization this minute",
+	CodeAppMinuteLimit:      "too many calls by the app this minute",
+	CodeAppAPIQPSLimit:      "app QPS for this API exceeded",
+	CodeMonthlyQuota:        "monthly call quota used up",
+	CodeSystemError:         "system error",
+	CodeBadParameter:        "bad parameter",
+	CodeInvalidAppKey:       "invalid appkey or appsecret",
+}
+
+// isRateLimitCode reports whether a DingTalk code (or sub_code) means "slow down".
+func isRateLimitCode(code int) bool {
+	switch code {
+	case CodeGlobalQPSLimit, CodeOrgMinuteLimit, CodeAppMinuteLimit, CodeAppAPIQPSLimit:
+		return true
+	}
+	return false
+}
+
+// isTokenCode reports whether a code says the access token is no good, which
+// earns one forced refresh and one retry.
+func isTokenCode(code int) bool {
+	return code == CodeInvalidToken || code == CodeTokenExpired || code == CodeInvalidCredential
+}
+
+// classifyCode is the one table from a DingTalk errcode (with its sub_code) to a Class.
+func classifyCode(code int, subCode string) Class {
+	switch {
+	case code == CodeSystemBusy || code == CodeSystemError:
+		return Transient
+	case isRateLimitCode(code):
+		return RateLimited
+	case code == CodeSubCodeCarrier:
+		if n, ok := atoi(subCode); ok {
+			if isRateLimitCode(n) {
+				return RateLimited
+			}
+			if n == CodeSystemBusy || n == CodeSystemError {
+				return Transient
+			}
+		}
+	}
+	return Permanent
+}
+
+// atoi parses a decimal integer with an optional leading minus, without allocating.
+func atoi(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	neg := s[0] == '-'
+	if neg {
+		s = s[1:]
+	}
+	if s == "" || len(s) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}

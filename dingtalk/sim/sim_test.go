@@ -1,0 +1,250 @@
+package sim_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"provisioner/dingtalk/sim"
+)
+
+// harness is a simulator behind an httptest server, with a valid token.
+type harness struct {
+	t     *testing.T
+	s     *sim.Server
+	url   string
+	token string
+}
+
+func setup(t *testing.T, cfg sim.Config) *harness {
+	t.Helper()
+	cfg.AppKey, cfg.AppSecret = "key", "secret"
+	s := sim.New(cfg)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	h := &harness{t: t, s: s, url: srv.URL}
+	r := h.do("GET", "/gettoken?appkey=key&appsecret=secret", "", "")
+	h.token, _ = r["access_token"].(string)
+	if h.token == "" {
+		t.Fatalf("gettoken: %v", r)
+	}
+	return h
+}
+
+// do sends one request and decodes the JSON reply.
+func (h *harness) do(method, path, contentType, body string) map[string]any {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	out := map[string]any{"http_status": float64(resp.StatusCode)}
+	_ = json.Unmarshal(data, &out)
+	return out
+}
+
+func (h *harness) post(api, body string) map[string]any {
+	h.t.Helper()
+	return h.do("POST", "/"+api+"?access_token="+h.token, "application/json", body)
+}
+
+func code(r map[string]any) int {
+	c, _ := r["errcode"].(float64)
+	return int(c)
+}
+
+func members(n int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%q", fmt.Sprintf("u%d", i))
+	}
+	return "[" + strings.Join(ids, ",") + "]"
+}
+
+func TestValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		api  string
+		body string
+		want int
+	}{
+		{"create ok", "chat/create", `{"name":"群","owner":"u0","useridlist":["u0","u1"]}`, 0},
+		{"create: 20 characters", "chat/create", `{"name":"一二三四五六七八九十一二三四五六七八九十","owner":"u0","useridlist":["u0"]}`, 0},
+		{"create: 21 characters", "chat/create", `{"name":"一二三四五六七八九十一二三四五六七八九十一","owner":"u0","useridlist":["u0"]}`, 400002},
+		{"create: no name", "chat/create", `{"owner":"u0","useridlist":["u0"]}`, 400002},
+		{"create: owner not in list", "chat/create", `{"name":"n","owner":"boss","useridlist":["u0"]}`, 400002},
+		{"create: no members", "chat/create", `{"name":"n","owner":"u0","useridlist":[]}`, 400002},
+		{"create: 40 members", "chat/create", `{"name":"n","owner":"u0","useridlist":` + members(40) + `}`, 0},
+		{"create: 41 members", "chat/create", `{"name":"n","owner":"u0","useridlist":` + members(41) + `}`, 49011},
+		{"create: unknown user", "chat/create", `{"name":"n","owner":"u0","useridlist":["u0","ghost"]}`, 33012},
+		{"create: bad flag", "chat/create", `{"name":"n","owner":"u0","useridlist":["u0"],"searchable":2}`, 400002},
+		{"create: mistyped field", "chat/create", `{"name":5,"owner":"u0","useridlist":["u0"]}`, 400002},
+		{"create: not JSON", "chat/create", `name=n`, 400002},
+		{"update: no chatid", "chat/update", `{"add_useridlist":["u9"]}`, 49000},
+		{"update: unknown chat", "chat/update", `{"chatid":"nope","add_useridlist":["u9"]}`, 40016},
+		{"qrcode: no chat", "topapi/chat/qrcode/get", `{"userid":"u0"}`, 34001},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := setup(t, sim.Config{UnknownUsers: []string{"ghost"}})
+			r := h.post(tt.api, tt.body)
+			if code(r) != tt.want {
+				t.Fatalf("errcode = %d (%v), want %d", code(r), r["errmsg"], tt.want)
+			}
+			if _, ok := r["request_id"]; !ok {
+				t.Errorf("reply has no request_id: %v", r)
+			}
+			wantGroups := 0
+			if tt.api == "chat/create" && tt.want == 0 {
+				wantGroups = 1
+			}
+			if n := len(h.s.Groups()); n != wantGroups {
+				t.Errorf("%d groups after the call, want %d", n, wantGroups)
+			}
+		})
+	}
+}
+
+func TestTokens(t *testing.T) {
+	h := setup(t, sim.Config{})
+	if r := h.do("GET", "/gettoken?appkey=key&appsecret=wrong", "", ""); code(r) != 40089 {
+		t.Errorf("wrong secret: errcode %d, want 40089", code(r))
+	}
+	if r := h.do("GET", "/gettoken?appkey=key&appsecret=secret", "", ""); r["access_token"] != h.token {
+		t.Errorf("a second gettoken while valid gave %v, want the same token", r["access_token"])
+	}
+	if r := h.do("GET", "/chat/get?chatid=x", "", ""); code(r) != 40014 {
+		t.Errorf("no token: errcode %d, want 40014", code(r))
+	}
+	h.s.ExpireTokens()
+	if r := h.do("GET", "/chat/get?chatid=x&access_token="+h.token, "", ""); code(r) != 42001 {
+		t.Errorf("expired token: errcode %d, want 42001", code(r))
+	}
+	if r := h.do("GET", "/gettoken?appkey=key&appsecret=secret", "", ""); r["access_token"] == h.token {
+		t.Error("gettoken after expiry returned the expired token")
+	}
+	if r := h.do("DELETE", "/chat/get", "", ""); r["http_status"] != float64(404) {
+		t.Errorf("wrong method: %v, want 404", r["http_status"])
+	}
+}
+
+func TestGroupLifecycleAndDuplicates(t *testing.T) {
+	h := setup(t, sim.Config{})
+	create := `{"name":"Apollo","owner":"u0","useridlist":["u0","u1","u1"]}`
+	r := h.post("chat/create", create)
+	chat, _ := r["chatid"].(string)
+	if code(r) != 0 || chat == "" || r["openConversationId"] == "" || r["conversationTag"] != float64(2) {
+		t.Fatalf("create: %v", r)
+	}
+	if r := h.post("chat/update", `{"chatid":"`+chat+`","add_useridlist":["u2","u1"],"del_useridlist":["u3"]}`); code(r) != 0 {
+		t.Fatalf("update: %v", r)
+	}
+	if r := h.post("chat/update", `{"chatid":"`+chat+`","add_useridlist":["u4"],"del_useridlist":["u4"]}`); code(r) != 49004 {
+		t.Fatalf("overlapping update: errcode %d, want 49004", code(r))
+	}
+	got := h.do("GET", "/chat/get?chatid="+url.QueryEscape(chat)+"&access_token="+h.token, "", "")
+	info, _ := got["chat_info"].(map[string]any)
+	if fmt.Sprint(info["useridlist"]) != "[u0 u1 u2]" || info["owner"] != "u0" || info["status"] != float64(1) {
+		t.Fatalf("chat_info = %v", info)
+	}
+	// The topapi family also takes form bodies.
+	form := h.do("POST", "/topapi/chat/qrcode/get?access_token="+h.token, "application/x-www-form-urlencoded", "chatid="+chat+"&userid=u2")
+	if code(form) != 0 || !strings.HasPrefix(fmt.Sprint(form["result"]), "https://qr.dingtalk.com/") || form["success"] != true {
+		t.Fatalf("qrcode: %v", form)
+	}
+	if r := h.post("topapi/chat/qrcode/get", `{"chatid":"`+chat+`","userid":"u9"}`); code(r) != 60124 {
+		t.Fatalf("qrcode by a non-member: errcode %d, want 60124", code(r))
+	}
+	if st := h.s.Stats(); st.Duplicates != 0 || st.GroupsCreated != 1 {
+		t.Fatalf("stats after one create: %+v", st)
+	}
+	h.post("chat/create", `{"name":"Apollo","owner":"u0","useridlist":["u1","u0"]}`)
+	if st := h.s.Stats(); st.Duplicates != 1 || st.GroupsCreated != 2 || st.Calls["chat/create"] != 2 {
+		t.Fatalf("stats after a repeated create: %+v", st)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	const calls = 50
+	tests := []struct {
+		name   string
+		faults sim.Faults
+		check  func(t *testing.T, replies []map[string]any, st sim.Stats, groups int)
+	}{
+		{"busy", sim.Faults{BusyRate: 1}, func(t *testing.T, rs []map[string]any, st sim.Stats, groups int) {
+			for _, r := range rs {
+				if c := code(r); c != -1 && c != 400001 {
+					t.Fatalf("errcode %d, want -1 or 400001", c)
+				}
+			}
+			if st.Busy != calls || groups != 0 {
+				t.Fatalf("busy %d groups %d, want %d and 0", st.Busy, groups, calls)
+			}
+		}},
+		{"bad gateway", sim.Faults{BadGatewayRate: 1}, func(t *testing.T, rs []map[string]any, st sim.Stats, groups int) {
+			if rs[0]["http_status"] != float64(502) || st.BadGateways != calls || groups != 0 {
+				t.Fatalf("status %v, 502s %d, groups %d", rs[0]["http_status"], st.BadGateways, groups)
+			}
+		}},
+		{"lost reply", sim.Faults{LostReplyRate: 1}, func(t *testing.T, rs []map[string]any, st sim.Stats, groups int) {
+			if rs[0]["http_status"] != float64(502) || st.LostReplies != calls || groups != calls {
+				t.Fatalf("status %v, lost %d, groups %d: the effect must happen", rs[0]["http_status"], st.LostReplies, groups)
+			}
+		}},
+		{"QPS", sim.Faults{QPS: 10}, func(t *testing.T, rs []map[string]any, st sim.Stats, groups int) {
+			limited := 0
+			for _, r := range rs {
+				if code(r) == 90018 {
+					limited++
+				}
+			}
+			if limited == 0 || limited != st.RateLimited || groups != calls-limited {
+				t.Fatalf("limited %d (stats %d), groups %d", limited, st.RateLimited, groups)
+			}
+		}},
+		{"half busy", sim.Faults{BusyRate: 0.5}, func(t *testing.T, rs []map[string]any, st sim.Stats, groups int) {
+			if st.Busy == 0 || st.Busy == calls || st.Busy+groups != calls {
+				t.Fatalf("busy %d groups %d of %d", st.Busy, groups, calls)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := setup(t, sim.Config{Seed: 7})
+			h.s.SetFaults(tt.faults)
+			var replies []map[string]any
+			for i := range calls {
+				replies = append(replies, h.post("chat/create", fmt.Sprintf(`{"name":"g%d","owner":"u0","useridlist":["u0"]}`, i)))
+			}
+			tt.check(t, replies, h.s.Stats(), len(h.s.Groups()))
+		})
+	}
+}
+
+func TestTopAPIRateLimitShape(t *testing.T) {
+	h := setup(t, sim.Config{})
+	r := h.post("chat/create", `{"name":"n","owner":"u0","useridlist":["u0"]}`)
+	chat := r["chatid"].(string)
+	h.s.SetFaults(sim.Faults{QPS: 1})
+	var last map[string]any
+	for range 5 {
+		last = h.post("topapi/chat/qrcode/get", `{"chatid":"`+chat+`","userid":"u0"}`)
+	}
+	if code(last) != 88 || !strings.Contains(fmt.Sprint(last["errmsg"]), "subcode=90018") {
+		t.Fatalf("topapi over QPS: %v, want errcode 88 with subcode=90018", last)
+	}
+}
