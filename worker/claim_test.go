@@ -1,0 +1,147 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func testBucket(t *testing.T) jetstream.KeyValue {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "claims"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// clock is a hand-moved clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time // guarded by mu
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestOnlyOneDeliveryHoldsAnEvent(t *testing.T) {
+	kv := testBucket(t)
+	ctx := context.Background()
+	clk := &clock{t: time.Now()}
+	const lease = 10 * time.Second
+
+	// Ten deliveries of one event at once: exactly one holds it.
+	var wg sync.WaitGroup
+	results := make(chan claimResult, 10)
+	for i := range 10 {
+		wg.Go(func() {
+			r, err := acquire(ctx, kv, "k", record{Holder: string(rune('a' + i))}, lease, clk.now)
+			if err != nil {
+				t.Errorf("acquire: %v", err)
+			}
+			results <- r
+		})
+	}
+	wg.Wait()
+	close(results)
+	var holder *claim
+	for r := range results {
+		switch {
+		case r.claim != nil && holder == nil:
+			holder = r.claim
+		case r.claim != nil:
+			t.Fatal("two deliveries hold the same event")
+		case r.heldFor <= 0 || r.heldFor > lease:
+			t.Fatalf("a refused delivery should wait out the lease, got %v", r.heldFor)
+		}
+	}
+	if holder == nil {
+		t.Fatal("nobody holds the event")
+	}
+	if err := holder.update(ctx, func(r *record) { r.Step, r.ChatID = stepCreated, "chat1" }); err != nil {
+		t.Fatal(err)
+	}
+
+	// The holder stalls past its lease: the next delivery takes over where it stopped.
+	clk.advance(lease + time.Second)
+	next, err := acquire(ctx, kv, "k", record{Holder: "z"}, lease, clk.now)
+	if err != nil || next.claim == nil || !next.tookOver {
+		t.Fatalf("takeover after the lease: %+v, %v", next, err)
+	}
+	if rec := next.claim.snapshot(); rec.ChatID != "chat1" || rec.Step != stepCreated || rec.PossibleDuplicate {
+		t.Fatalf("taken-over record %+v: want the recorded chatid and no suspicion of a duplicate", rec)
+	}
+	// The stalled holder wakes up: every write it tries is refused.
+	if err := holder.update(ctx, func(r *record) { r.InviteURL = "stale" }); !errors.Is(err, errClaimLost) {
+		t.Fatalf("stale holder's write: %v, want errClaimLost", err)
+	}
+	if err := next.claim.update(ctx, func(r *record) { r.Step = stepDone }); err != nil {
+		t.Fatal(err)
+	}
+	done, err := acquire(ctx, kv, "k", record{Holder: "y"}, lease, clk.now)
+	if err != nil || done.done == nil || done.done.InviteURL == "stale" {
+		t.Fatalf("after done: %+v, %v", done, err)
+	}
+}
+
+func TestTakeoverSuspectsAnUnrecordedCreate(t *testing.T) {
+	kv := testBucket(t)
+	ctx := context.Background()
+	clk := &clock{t: time.Now()}
+	tests := []struct {
+		name     string
+		released bool
+		want     bool
+	}{
+		{"holder vanished without a chatid", false, true},
+		{"holder handed back cleanly", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := "k" + map[bool]string{true: "r", false: "v"}[tt.released]
+			first, err := acquire(ctx, kv, key, record{Holder: "a"}, time.Second, clk.now)
+			if err != nil || first.claim == nil {
+				t.Fatal(err)
+			}
+			if tt.released {
+				if err := first.claim.release(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				clk.advance(2 * time.Second)
+			}
+			next, err := acquire(ctx, kv, key, record{Holder: "b"}, time.Second, clk.now)
+			if err != nil || next.claim == nil {
+				t.Fatalf("takeover: %+v, %v", next, err)
+			}
+			if got := next.claim.snapshot().PossibleDuplicate; got != tt.want {
+				t.Fatalf("possible duplicate = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,128 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"provisioner/messages"
+)
+
+// Config is what a Worker needs to know. Zero fields take the defaults
+// below; cmd/provisioner fills it from the environment.
+type Config struct {
+	// Subjects maps each input subject to the kind of event it carries.
+	// Default: project.created and event.scheduled.
+	Subjects map[string]messages.Kind
+
+	EventsStream       string // stream created for the input subjects when none captures them; PROVISIONER_EVENTS
+	ResultsStream      string // stream created for the results when none captures them; PROVISIONER_RESULTS
+	DeadLetterStream   string // stream for dead letters; PROVISIONER_DEAD_LETTERS
+	Consumer           string // durable pull consumer shared by all workers; provisioner
+	Bucket             string // KV bucket of step records; provisioner_state
+	ProvisionedSubject string // group.provisioned
+	FailedSubject      string // group.failed
+	// DeadLetterSubject prefixes the original subject: provisioner.dead_letter.project.created.
+	DeadLetterSubject string
+
+	Concurrency    int                   // events worked at once by this process; 64
+	AckWait        time.Duration         // JetStream's lease on a delivered message; InProgress renews it; 30 s
+	MaxAckPending  int                   // unacknowledged messages across all workers; 1000
+	RetryBudget    time.Duration         // how long transient DingTalk failures are retried per event; 10 min
+	Retention      time.Duration         // how long an event's outcome is remembered (and events and results kept); 30 days
+	ShutdownGrace  time.Duration         // how long in-flight events may take to finish on shutdown; 20 s
+	InitialBackoff time.Duration         // first retry delay; 200 ms
+	MaxBackoff     time.Duration         // longest retry delay; 30 s
+	Storage        jetstream.StorageType // FileStorage
+	Replicas       int                   // 1
+
+	InstanceID string           // names this process in step records; default host-pid
+	Now        func() time.Time // default time.Now
+}
+
+// DefaultSubjects are the input subjects of the contract.
+func DefaultSubjects() map[string]messages.Kind {
+	return map[string]messages.Kind{
+		string(messages.ProjectCreated): messages.ProjectCreated,
+		string(messages.EventScheduled): messages.EventScheduled,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Subjects) == 0 {
+		c.Subjects = DefaultSubjects()
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.EventsStream, "PROVISIONER_EVENTS")
+	def(&c.ResultsStream, "PROVISIONER_RESULTS")
+	def(&c.DeadLetterStream, "PROVISIONER_DEAD_LETTERS")
+	def(&c.Consumer, "provisioner")
+	def(&c.Bucket, "provisioner_state")
+	def(&c.ProvisionedSubject, "group.provisioned")
+	def(&c.FailedSubject, "group.failed")
+	def(&c.DeadLetterSubject, "provisioner.dead_letter")
+	dur := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	dur(&c.AckWait, 30*time.Second)
+	dur(&c.RetryBudget, 10*time.Minute)
+	dur(&c.Retention, 30*24*time.Hour)
+	dur(&c.ShutdownGrace, 20*time.Second)
+	dur(&c.InitialBackoff, 200*time.Millisecond)
+	dur(&c.MaxBackoff, 30*time.Second)
+	if c.Concurrency == 0 {
+		c.Concurrency = 64
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1000
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.InstanceID == "" {
+		host, _ := os.Hostname()
+		c.InstanceID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), nuid.Next()[:6])
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var problems []string
+	if c.Concurrency < 1 {
+		problems = append(problems, "concurrency must be at least 1")
+	}
+	if c.MaxAckPending < c.Concurrency {
+		problems = append(problems, "max ack pending must be at least the concurrency")
+	}
+	if c.AckWait < time.Second {
+		problems = append(problems, "ack wait must be at least 1s")
+	}
+	for subj := range c.Subjects {
+		if subj == "" || strings.ContainsAny(subj, "*> ") {
+			problems = append(problems, fmt.Sprintf("input subject %q must be a literal subject", subj))
+		}
+	}
+	for _, s := range []string{c.ProvisionedSubject, c.FailedSubject, c.DeadLetterSubject} {
+		if s == "" || strings.ContainsAny(s, "*> ") {
+			problems = append(problems, fmt.Sprintf("output subject %q must be a literal subject", s))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New("worker: " + strings.Join(problems, "; "))
+	}
+	return nil
+}

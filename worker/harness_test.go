@@ -1,0 +1,254 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"provisioner/dingtalk"
+	"provisioner/dingtalk/sim"
+	"provisioner/messages"
+	"provisioner/worker"
+)
+
+// env is one test's world: an embedded JetStream server, a DingTalk
+// simulator, and a client for it.
+type env struct {
+	t      *testing.T
+	ns     *server.Server
+	js     jetstream.JetStream
+	sim    *sim.Server
+	client *dingtalk.Client
+	logs   *syncBuffer
+}
+
+func newEnv(t *testing.T, simCfg sim.Config) *env {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatalf("nats-server: %v", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	e := &env{t: t, ns: ns, logs: &syncBuffer{}}
+	e.js = e.connect()
+
+	simCfg.AppKey, simCfg.AppSecret = "key", "secret"
+	e.sim = sim.New(simCfg)
+	srv := httptest.NewServer(e.sim)
+	t.Cleanup(srv.Close)
+	e.client, err = dingtalk.NewClient(dingtalk.Options{BaseURL: srv.URL, AppKey: "key", AppSecret: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// connect opens a new connection, closed when the test ends.
+func (e *env) connect() jetstream.JetStream {
+	e.t.Helper()
+	nc, err := nats.Connect(e.ns.ClientURL())
+	if err != nil {
+		e.t.Fatalf("connect: %v", err)
+	}
+	e.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return js
+}
+
+// running is a worker started by start.
+type running struct {
+	w      *worker.Worker
+	js     jetstream.JetStream
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returns
+	err    error         // what Run returned; read after done
+}
+
+// stop asks the worker to stop and waits for Run to return.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case <-r.done:
+		if r.err != nil {
+			t.Errorf("Run: %v", r.err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("worker did not stop")
+	}
+}
+
+func testConfig() worker.Config {
+	return worker.Config{
+		Concurrency: 16, AckWait: 5 * time.Second, ShutdownGrace: 5 * time.Second,
+		InitialBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	}
+}
+
+// start runs a worker on its own connection with chats (nil: the env's client).
+func (e *env) start(cfg worker.Config, chats worker.Chats) *running {
+	e.t.Helper()
+	if chats == nil {
+		chats = e.client
+	}
+	js := e.connect()
+	log := zerolog.New(e.logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+	w, err := worker.New(context.Background(), js, chats, log, cfg)
+	if err != nil {
+		e.t.Fatalf("worker.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{w: w, js: js, cancel: cancel, done: make(chan struct{})}
+	go func() { r.err = w.Run(ctx); close(r.done) }()
+	e.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+		}
+	})
+	return r
+}
+
+// publish sends an event; the stream must exist (a worker was created).
+func (e *env) publish(subject string, body any) {
+	e.t.Helper()
+	data, ok := body.([]byte)
+	if !ok {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if _, err := e.js.Publish(context.Background(), subject, data); err != nil {
+		e.t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+func project(id string, members ...string) map[string]any {
+	return map[string]any{"id": id, "project_id": "P-" + id, "name": "Project " + id, "owner": "owner-" + id, "members": members}
+}
+
+// result is either result type, as read from the results stream.
+type result struct {
+	Subject string
+	Raw     []byte
+	messages.Provisioned
+	Error *messages.Failure `json:"error"`
+}
+
+// results reads everything on the result subjects, from the start.
+func (e *env) results(want int) []result {
+	e.t.Helper()
+	return e.readStream("PROVISIONER_RESULTS", want)
+}
+
+func (e *env) readStream(stream string, want int) []result {
+	e.t.Helper()
+	ctx := context.Background()
+	var out []result
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		cons, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			e.t.Fatalf("ordered consumer on %s: %v", stream, err)
+		}
+		out = out[:0]
+		batch, err := cons.FetchNoWait(1 << 20)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			r := result{Subject: m.Subject(), Raw: m.Data()}
+			if json.Valid(m.Data()) { // dead letters hold whatever was sent
+				_ = json.Unmarshal(m.Data(), &r)
+			}
+			out = append(out, r)
+		}
+		if len(out) >= want {
+			return out
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition: results not yet published
+	}
+	e.t.Fatalf("%s: %d messages after 60s, want %d; last log lines:\n%s", stream, len(out), want, e.logs.tail(20))
+	return nil
+}
+
+// waitFor polls cond until it holds or 60 s pass.
+func (e *env) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s; last log lines:\n%s", what, e.logs.tail(20))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pending is how many messages the consumer has not settled.
+func (e *env) pending() int {
+	e.t.Helper()
+	c, err := e.js.Consumer(context.Background(), "PROVISIONER_EVENTS", "provisioner")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return int(info.NumPending) + info.NumAckPending
+}
+
+// syncBuffer collects log lines from concurrent writers.
+type syncBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (b *syncBuffer) all() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.lines...)
+}
+
+func (b *syncBuffer) tail(n int) string {
+	l := b.all()
+	return strings.Join(l[max(0, len(l)-n):], "\n")
+}
+
+func members(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return out
+}
+
+func zerologNop() zerolog.Logger { return zerolog.Nop() }

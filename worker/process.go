@@ -1,0 +1,247 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"provisioner/messages"
+)
+
+// job is one delivery of one message.
+type job struct {
+	msg       jetstream.Msg
+	seq       uint64 // stream sequence
+	delivered uint64 // 1 on the first delivery
+	start     time.Time
+	log       zerolog.Logger
+
+	ev      *messages.Event // set once decoded
+	eventID string          // the id, when one could be read
+	key     string          // idempotency key: the step record's key and the results' id
+
+	mu    sync.Mutex
+	claim *claim // guarded by mu: set once this delivery holds the record
+}
+
+func (j *job) setClaim(c *claim) {
+	j.mu.Lock()
+	j.claim = c
+	j.mu.Unlock()
+}
+
+func (j *job) held() *claim {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.claim
+}
+
+// process works one message and settles it.
+func (w *Worker) process(ctx context.Context, stopping <-chan struct{}, msg jetstream.Msg) {
+	j := &job{msg: msg, start: w.cfg.Now(), delivered: 1}
+	if meta, err := msg.Metadata(); err == nil {
+		j.seq, j.delivered = meta.Sequence.Stream, meta.NumDelivered
+	}
+	j.log = w.log.With().Str("subject", msg.Subject()).Uint64("stream_seq", j.seq).Uint64("delivery", j.delivered).Logger()
+	stopBeat := w.heartbeat(ctx, j)
+	err := w.work(ctx, stopping, j)
+	stopBeat()
+	w.settle(ctx, j, err)
+}
+
+// heartbeat keeps the message's JetStream lease and the step record's lease
+// alive while the event is worked, however long retries take.
+func (w *Worker) heartbeat(ctx context.Context, j *job) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(w.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := j.msg.InProgress(); err != nil {
+					j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("renewing the message's lease")
+				}
+				if c := j.held(); c != nil {
+					if err := c.update(ctx, func(*record) {}); err != nil && !errors.Is(err, errClaimLost) {
+						j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("renewing the step record's lease")
+					}
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// work decodes, claims and provisions. Its error decides the message's fate in settle.
+func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			j.log.Error().Str("event_id", j.eventID).Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("worker panicked")
+			err = &failure{reason: messages.ReasonInternal, message: "the worker failed on this event; its logs say why", cause: fmt.Errorf("panic: %v", r)}
+		}
+	}()
+	ev, err := messages.Decode(j.msg.Subject(), w.cfg.Subjects, j.msg.Data())
+	if err != nil {
+		var inv *messages.InvalidError
+		if !errors.As(err, &inv) {
+			return err
+		}
+		j.eventID = inv.ID
+		if j.eventID != "" {
+			j.key = messages.Key(j.msg.Subject(), inv.ID)
+		} else {
+			j.key = messages.Key(j.msg.Subject(), "stream-seq:"+strconv.FormatUint(j.seq, 10))
+		}
+		return invalidFailure(inv)
+	}
+	j.ev, j.eventID, j.key = ev, ev.ID, messages.Key(ev.Subject, ev.ID)
+
+	res, err := acquire(ctx, w.topo.kv, j.key, record{
+		Subject: ev.Subject, EventID: ev.ID, StreamSeq: j.seq, FirstAttemptAt: w.cfg.Now().UTC(),
+		Holder: w.cfg.InstanceID + "/" + nuid.Next(),
+	}, w.cfg.AckWait, w.cfg.Now)
+	switch {
+	case err != nil:
+		return err
+	case res.done != nil:
+		// Seen before: the same result again, with the same message id.
+		if err := w.publish(ctx, res.done.ResultSubject, msgID(res.done.ResultSubject, j.key), res.done.Result); err != nil {
+			return err
+		}
+		j.log.Info().Str("event_id", j.eventID).Str("result", res.done.ResultSubject).Str("chatid", res.done.ChatID).Msg("event already handled: result published again")
+		return nil
+	case res.heldFor > 0:
+		return &retryLater{delay: res.heldFor, reason: "another delivery is working this event"}
+	}
+	j.setClaim(res.claim)
+	if res.tookOver {
+		rec := res.claim.snapshot()
+		j.log.Info().Str("event_id", j.eventID).Str("step", string(rec.Step)).Str("chatid", rec.ChatID).
+			Bool("possible_duplicate", rec.PossibleDuplicate).Msg("resuming an event another delivery left unfinished")
+	}
+	return w.provision(ctx, stopping, j)
+}
+
+// settle is the one place that decides what happens to a message:
+// Ack (done), NakWithDelay (retry later), or a group.failed result and Term (give up).
+func (w *Worker) settle(ctx context.Context, j *job, err error) {
+	log := j.log.With().Str("event_id", j.eventID).Logger()
+	// Settling must finish even when the grace period has run out.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+
+	var later *retryLater
+	var fail *failure
+	switch {
+	case err == nil:
+		if err := j.msg.Ack(); err != nil {
+			log.Warn().Err(err).Msg("ack failed; the event will be redelivered and its result published again")
+		}
+	case errors.As(err, &later):
+		w.releaseClaim(sctx, j, log)
+		if err := j.msg.NakWithDelay(later.delay); err != nil {
+			log.Warn().Err(err).Msg("handing back failed; JetStream redelivers after the ack wait")
+		}
+		log.Info().Dur("retry_in", later.delay).Str("why", later.reason).Msg("event handed back")
+	case errors.As(err, &fail):
+		if perr := w.fail(sctx, j, fail); perr != nil {
+			delay := w.redeliveryDelay(j.delivered)
+			log.Error().Err(perr).Dur("retry_in", delay).Msg("could not publish the failure result; will try again")
+			w.releaseClaim(sctx, j, log)
+			_ = j.msg.NakWithDelay(delay)
+			return
+		}
+		if err := j.msg.TermWithReason(fail.reason); err != nil {
+			log.Warn().Err(err).Msg("terminating the message failed")
+		}
+		ev := log.Warn()
+		if fail.reason == messages.ReasonInternal || fail.reason == messages.ReasonRetriesExhausted {
+			ev = log.Error()
+		}
+		ev.Str("reason", fail.reason).Err(fail).Msg("event failed")
+	default:
+		delay := w.redeliveryDelay(j.delivered)
+		if errors.Is(err, errClaimLost) {
+			delay = w.cfg.AckWait
+			log.Warn().Msg("another delivery took this event over; it finishes it")
+		} else {
+			w.releaseClaim(sctx, j, log)
+			log.Error().Err(err).Dur("retry_in", delay).Msg("event interrupted; will try again")
+		}
+		_ = j.msg.NakWithDelay(delay)
+	}
+}
+
+func (w *Worker) releaseClaim(ctx context.Context, j *job, log zerolog.Logger) {
+	c := j.held()
+	if c == nil {
+		return
+	}
+	if err := c.release(ctx); err != nil && !errors.Is(err, errClaimLost) {
+		log.Warn().Err(err).Msg("releasing the step record; the next delivery waits out its lease")
+	}
+}
+
+// fail publishes group.failed (after keeping the original as a dead letter)
+// and records it, so the same event yields the same failure again.
+func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
+	res := messages.Failed{
+		ID: j.key, SourceSubject: j.msg.Subject(), SourceID: j.eventID,
+		Error:    messages.Failure{Reason: f.reason, Message: f.message, DingTalkErrcode: f.errcode},
+		FailedAt: w.cfg.Now().UTC(),
+	}
+	if j.ev != nil {
+		res.SetRef(j.ev)
+		res.Metadata = j.ev.Metadata
+	}
+	c := j.held()
+	if c != nil {
+		rec := c.snapshot()
+		res.Attempts, res.ChatID = rec.Attempts, rec.ChatID
+	}
+	data, err := encodeResult(res)
+	if err != nil {
+		return err
+	}
+	if err := w.deadLetter(ctx, j.msg, j.seq, f); err != nil {
+		return err
+	}
+	if err := w.publish(ctx, w.cfg.FailedSubject, msgID(w.cfg.FailedSubject, j.key), data); err != nil {
+		return err
+	}
+	if c != nil {
+		err := c.update(ctx, func(r *record) {
+			r.Step, r.ResultSubject, r.Result = stepDone, w.cfg.FailedSubject, data
+		})
+		if err != nil && !errors.Is(err, errClaimLost) {
+			return err
+		}
+	}
+	return nil
+}
+
+// msgID is a result's Nats-Msg-Id: one per event and result subject.
+func msgID(subject, key string) string { return subject + "-" + key }
+
+// redeliveryDelay backs off redeliveries after infrastructure errors:
+// exponential in the delivery count, with jitter, capped at MaxBackoff.
+func (w *Worker) redeliveryDelay(delivered uint64) time.Duration {
+	d := w.cfg.InitialBackoff << min(delivered, 16)
+	if d <= 0 || d > w.cfg.MaxBackoff {
+		d = w.cfg.MaxBackoff
+	}
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,69 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Headers the worker sets on dead letters.
+const (
+	HeaderReason         = "Provisioner-Reason"          // the failure's reason word
+	HeaderError          = "Provisioner-Error"           // the failure's message
+	HeaderSourceSubject  = "Provisioner-Source-Subject"  // where the event arrived
+	HeaderSourceSequence = "Provisioner-Source-Sequence" // its sequence in the events stream
+)
+
+// publish sends a result with a message id, so that a republish (after a
+// crash between publishing and recording) is dropped by the stream.
+func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte) error {
+	if _, err := w.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("worker: publishing to %s: %w", subject, err)
+	}
+	return nil
+}
+
+// encodeResult marshals a result; results are plain structs, so this cannot
+// fail short of a bug, which is reported like any other error.
+func encodeResult(v any) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("worker: encoding result: %w", err)
+	}
+	return data, nil
+}
+
+// deadLetter copies the original message, payload and headers, to
+// <DeadLetterSubject>.<original subject> with the reason it failed.
+func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, f *failure) error {
+	out := nats.NewMsg(w.cfg.DeadLetterSubject + "." + msg.Subject())
+	for k, vs := range msg.Headers() {
+		if k == jetstream.MsgIDHeader {
+			continue
+		}
+		out.Header[k] = append([]string(nil), vs...)
+	}
+	out.Header.Set(HeaderReason, f.reason)
+	out.Header.Set(HeaderError, truncate(f.message, 1024))
+	out.Header.Set(HeaderSourceSubject, msg.Subject())
+	out.Header.Set(HeaderSourceSequence, strconv.FormatUint(seq, 10))
+	out.Data = msg.Data()
+	if _, err := w.js.PublishMsg(ctx, out, jetstream.WithMsgID("dead-"+w.topo.eventsStream+"-"+strconv.FormatUint(seq, 10))); err != nil {
+		return fmt.Errorf("worker: publishing dead letter: %w", err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,132 @@
+// Package worker provisions DingTalk group chats from events on NATS
+// JetStream: one durable pull consumer shared by any number of processes, a
+// step record per event in a KV bucket so each effect happens once, retries
+// with backoff for DingTalk's transient failures, and a result for every
+// event on group.provisioned or group.failed.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"provisioner/dingtalk"
+)
+
+// Chats is the part of DingTalk the worker uses; *dingtalk.Client implements it.
+type Chats interface {
+	CreateChat(ctx context.Context, req *dingtalk.CreateChatRequest) (*dingtalk.CreatedChat, error)
+	UpdateChat(ctx context.Context, req *dingtalk.UpdateChatRequest) error
+	QRCodeLink(ctx context.Context, chatID, userID string) (string, error)
+}
+
+// Worker consumes events and provisions groups. Create it with New and call
+// Run once.
+type Worker struct {
+	cfg   Config
+	js    jetstream.JetStream
+	topo  *topology
+	chats Chats
+	log   zerolog.Logger
+}
+
+// New checks cfg, then finds or creates the streams, the consumer and the
+// KV bucket the worker needs.
+func New(ctx context.Context, js jetstream.JetStream, chats Chats, log zerolog.Logger, cfg Config) (*Worker, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	topo, err := ensureTopology(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With().Str("instance", cfg.InstanceID).Logger()
+	return &Worker{cfg: cfg, js: js, topo: topo, chats: chats, log: log}, nil
+}
+
+// Run works events until ctx is cancelled, then stops taking messages, hands
+// back the ones buffered but not started, and gives in-flight events
+// Config.ShutdownGrace to finish before interrupting them (they are handed
+// back too). It returns nil after a clean stop, and an error when messages
+// stopped arriving for another reason (the connection closed for good).
+func (w *Worker) Run(ctx context.Context) error {
+	it, err := w.topo.consumer.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return err
+	}
+	// Handlers get their own context: shutdown must not cut a DingTalk call
+	// short (a create cut short has an unknown outcome), only the grace period does.
+	workCtx, interrupt := context.WithCancel(context.WithoutCancel(ctx))
+	defer interrupt()
+	stopping := ctx.Done()
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("stream", w.topo.eventsStream).
+		Str("consumer", w.cfg.Consumer).Msg("worker started")
+
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	var pullErr error
+	for {
+		slots <- struct{}{} // a free slot before taking a message: nothing waits in our hands
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				pullErr = fmt.Errorf("worker: stopped receiving messages: %w", err)
+				break
+			}
+			w.log.Warn().Err(err).Msg("pulling messages")
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			w.process(workCtx, stopping, msg)
+		}()
+	}
+	w.handBack(it)
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.ShutdownGrace):
+		w.log.Warn().Dur("grace", w.cfg.ShutdownGrace).Msg("grace period over: interrupting in-flight events")
+		interrupt()
+		<-done
+	}
+	if pullErr != nil {
+		return pullErr
+	}
+	w.log.Info().Msg("worker stopped")
+	return nil
+}
+
+// handBack stops pulling and returns the messages buffered but never started,
+// so other workers get them at once. (Drain alone can keep Next waiting for
+// the pull request to expire; what is still on the way after the buffer runs
+// dry is redelivered after AckWait.)
+func (w *Worker) handBack(it jetstream.MessagesContext) {
+	it.Drain()
+	handed := 0
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(100 * time.Millisecond))
+		if err != nil {
+			break
+		}
+		_ = msg.Nak()
+		handed++
+	}
+	it.Stop()
+	if handed > 0 {
+		w.log.Info().Int("messages", handed).Msg("handed back buffered messages")
+	}
+}
