@@ -24,15 +24,16 @@ import (
 // env is one test's world: an embedded JetStream server, a DingTalk
 // simulator, and a client for it.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ns     *server.Server
 	js     jetstream.JetStream
 	sim    *sim.Server
 	client *dingtalk.Client
+	simURL string
 	logs   *syncBuffer
 }
 
-func newEnv(t *testing.T, simCfg sim.Config) *env {
+func newEnv(t testing.TB, simCfg sim.Config) *env {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{
 		JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
@@ -52,6 +53,7 @@ func newEnv(t *testing.T, simCfg sim.Config) *env {
 	e.sim = sim.New(simCfg)
 	srv := httptest.NewServer(e.sim)
 	t.Cleanup(srv.Close)
+	e.simURL = srv.URL
 	e.client, err = dingtalk.NewClient(dingtalk.Options{BaseURL: srv.URL, AppKey: "key", AppSecret: "secret"})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +86,7 @@ type running struct {
 }
 
 // stop asks the worker to stop and waits for Run to return.
-func (r *running) stop(t *testing.T) {
+func (r *running) stop(t testing.TB) {
 	t.Helper()
 	r.cancel()
 	select {

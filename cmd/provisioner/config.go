@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"provisioner/messages"
+	"provisioner/worker"
+)
+
+// env is the worker's configuration, read from the environment. The table in
+// README.md lists the same variables; keep them in step.
+type env struct {
+	NATSURL      string `envconfig:"NATS_URL"`
+	NATSCreds    string `envconfig:"NATS_CREDS"`
+	NATSStoreDir string `envconfig:"NATS_STORE_DIR" default:"data/nats"`
+	NATSListen   string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
+
+	DingTalkBaseURL   string  `envconfig:"DINGTALK_BASE_URL" default:"https://oapi.dingtalk.com"`
+	DingTalkAppKey    string  `envconfig:"DINGTALK_APP_KEY"`
+	DingTalkAppSecret string  `envconfig:"DINGTALK_APP_SECRET"`
+	DingTalkQPS       float64 `envconfig:"DINGTALK_QPS" default:"20"`
+
+	Concurrency   int           `envconfig:"CONCURRENCY" default:"64"`
+	AckWait       time.Duration `envconfig:"ACK_WAIT" default:"30s"`
+	RetryBudget   time.Duration `envconfig:"RETRY_BUDGET" default:"10m"`
+	Retention     time.Duration `envconfig:"RETENTION" default:"720h"`
+	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"20s"`
+
+	SubjectProjectCreated   string `envconfig:"SUBJECT_PROJECT_CREATED" default:"project.created"`
+	SubjectEventScheduled   string `envconfig:"SUBJECT_EVENT_SCHEDULED" default:"event.scheduled"`
+	SubjectGroupProvisioned string `envconfig:"SUBJECT_GROUP_PROVISIONED" default:"group.provisioned"`
+	SubjectGroupFailed      string `envconfig:"SUBJECT_GROUP_FAILED" default:"group.failed"`
+	SubjectDeadLetter       string `envconfig:"SUBJECT_DEAD_LETTER" default:"provisioner.dead_letter"`
+	StreamEvents            string `envconfig:"STREAM_EVENTS" default:"PROVISIONER_EVENTS"`
+	StreamResults           string `envconfig:"STREAM_RESULTS" default:"PROVISIONER_RESULTS"`
+	StreamDeadLetters       string `envconfig:"STREAM_DEAD_LETTERS" default:"PROVISIONER_DEAD_LETTERS"`
+	Consumer                string `envconfig:"CONSUMER" default:"provisioner"`
+	KVBucket                string `envconfig:"KV_BUCKET" default:"provisioner_state"`
+
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
+}
+
+// secretVars are never echoed, not even in a configuration error.
+var secretVars = map[string]bool{"DINGTALK_APP_SECRET": true, "NATS_CREDS": true}
+
+// loadEnv reads and checks the configuration. Its error is one line that
+// names the variable and what is wrong with it.
+func loadEnv() (*env, error) {
+	var e env
+	if err := envconfig.Process("", &e); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			value := fmt.Sprintf("%q", pe.Value)
+			if secretVars[pe.KeyName] {
+				value = "its value"
+			}
+			return nil, usageError(fmt.Sprintf("provisioner: %s: cannot read %s as %s", pe.KeyName, value, typeName(pe.TypeName)))
+		}
+		return nil, usageError("provisioner: " + err.Error())
+	}
+	bad := func(name, problem string) error { return usageError("provisioner: " + name + " " + problem) }
+	switch {
+	case e.DingTalkAppKey == "":
+		return nil, bad("DINGTALK_APP_KEY", "is required: the DingTalk app's key")
+	case e.DingTalkAppSecret == "":
+		return nil, bad("DINGTALK_APP_SECRET", "is required: the DingTalk app's secret")
+	case !isHTTPURL(e.DingTalkBaseURL):
+		return nil, bad("DINGTALK_BASE_URL", fmt.Sprintf("must be an absolute http(s) URL, got %q", e.DingTalkBaseURL))
+	case e.DingTalkQPS <= 0:
+		return nil, bad("DINGTALK_QPS", fmt.Sprintf("must be more than 0 calls per second per API, got %v", e.DingTalkQPS))
+	case e.Concurrency < 1 || e.Concurrency > 10000:
+		return nil, bad("CONCURRENCY", fmt.Sprintf("must be between 1 and 10000, got %d", e.Concurrency))
+	case e.AckWait < time.Second:
+		return nil, bad("ACK_WAIT", fmt.Sprintf("must be at least 1s, got %v", e.AckWait))
+	case e.RetryBudget <= 0:
+		return nil, bad("RETRY_BUDGET", fmt.Sprintf("must be positive, got %v", e.RetryBudget))
+	case e.Retention < time.Hour:
+		return nil, bad("RETENTION", fmt.Sprintf("must be at least 1h (it is how long duplicates are recognised), got %v", e.Retention))
+	case e.ShutdownGrace < 0:
+		return nil, bad("SHUTDOWN_GRACE", fmt.Sprintf("must not be negative, got %v", e.ShutdownGrace))
+	case e.SubjectProjectCreated == e.SubjectEventScheduled:
+		return nil, bad("SUBJECT_EVENT_SCHEDULED", "must differ from SUBJECT_PROJECT_CREATED")
+	}
+	for name, v := range map[string]string{
+		"SUBJECT_PROJECT_CREATED": e.SubjectProjectCreated, "SUBJECT_EVENT_SCHEDULED": e.SubjectEventScheduled,
+		"SUBJECT_GROUP_PROVISIONED": e.SubjectGroupProvisioned, "SUBJECT_GROUP_FAILED": e.SubjectGroupFailed,
+		"SUBJECT_DEAD_LETTER": e.SubjectDeadLetter,
+	} {
+		if v == "" || strings.ContainsAny(v, "*> \t") {
+			return nil, bad(name, fmt.Sprintf("must be a literal NATS subject (no wildcards or spaces), got %q", v))
+		}
+	}
+	if e.NATSURL != "" {
+		if _, err := url.Parse(e.NATSURL); err != nil {
+			return nil, bad("NATS_URL", "is not a URL")
+		}
+	}
+	if _, err := zerolog.ParseLevel(strings.ToLower(e.LogLevel)); err != nil || e.LogLevel == "" {
+		return nil, bad("LOG_LEVEL", fmt.Sprintf("must be one of trace, debug, info, warn, error, got %q", e.LogLevel))
+	}
+	return &e, nil
+}
+
+func (e *env) workerConfig() worker.Config {
+	return worker.Config{
+		Subjects: map[string]messages.Kind{
+			e.SubjectProjectCreated: messages.ProjectCreated,
+			e.SubjectEventScheduled: messages.EventScheduled,
+		},
+		EventsStream: e.StreamEvents, ResultsStream: e.StreamResults, DeadLetterStream: e.StreamDeadLetters,
+		Consumer: e.Consumer, Bucket: e.KVBucket,
+		ProvisionedSubject: e.SubjectGroupProvisioned, FailedSubject: e.SubjectGroupFailed, DeadLetterSubject: e.SubjectDeadLetter,
+		Concurrency: e.Concurrency, AckWait: e.AckWait, RetryBudget: e.RetryBudget, Retention: e.Retention,
+		ShutdownGrace: e.ShutdownGrace, MaxAckPending: max(1000, e.Concurrency), Storage: jetstream.FileStorage,
+	}
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+func typeName(t string) string {
+	switch t {
+	case "float64":
+		return "a number"
+	case "int":
+		return "a whole number"
+	case "time.Duration", "Duration":
+		return "a duration such as 30s or 5m"
+	}
+	return t
+}

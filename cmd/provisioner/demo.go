@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"provisioner/dingtalk"
+	"provisioner/dingtalk/sim"
+	"provisioner/messages"
+	"provisioner/worker"
+)
+
+// DemoCommand runs NATS, the DingTalk simulator and the worker in one
+// process, publishes sample events and prints each result as it arrives.
+type DemoCommand struct {
+	main *Main
+}
+
+// Run runs the demo; with -serve it keeps serving until SIGINT or SIGTERM.
+func (c *DemoCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("provisioner demo", flag.ContinueOnError)
+	fs.SetOutput(c.main.Stderr)
+	serve := fs.Bool("serve", false, "keep serving after the samples: NATS on -listen, for your own events")
+	listen := fs.String("listen", "127.0.0.1:4222", "where the embedded NATS server listens with -serve")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up if the samples' results take longer")
+	logLevel := fs.String("log-level", "error", "the worker's log level (its JSON logs go to stderr)")
+	var sf simFlags
+	sf.register(fs)
+	_ = fs.Set("busy", "0.2")
+	_ = fs.Set("latency", "20ms")
+	fs.Usage = func() {
+		fmt.Fprint(c.main.Stderr, `Usage: provisioner demo [flags]
+
+Starts an embedded NATS server with JetStream, the DingTalk simulator (with
+20% "system busy" answers by default) and the worker, publishes sample
+project.created and event.scheduled events, prints every group and its invite
+link as the results arrive, and exits. Nothing to set up; nothing is kept.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := sf.check(); err != nil {
+		return err
+	}
+	level, err := zerolog.ParseLevel(*logLevel)
+	if err != nil {
+		return usageError(fmt.Sprintf("provisioner: -log-level: %v", err))
+	}
+	out := c.main.Stdout
+
+	dir, err := os.MkdirTemp("", "provisioner-demo-")
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	addr := "127.0.0.1:0"
+	if *serve {
+		addr = *listen
+	}
+	ns, err := embeddedNATS(dir, addr)
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+
+	simCtx, stopSim := context.WithCancel(context.Background())
+	defer stopSim()
+	simServer := sim.New(sf.config())
+	simURL := make(chan string, 1)
+	simErr := make(chan error, 1)
+	go func() { simErr <- serveSim(simCtx, simServer, "127.0.0.1:0", func(u string) { simURL <- u }) }()
+	var baseURL string
+	select {
+	case baseURL = <-simURL:
+	case err := <-simErr:
+		return err
+	}
+
+	nc, err := connectNATS(ns.ClientURL(), "")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	client, err := dingtalk.NewClient(dingtalk.Options{BaseURL: baseURL, AppKey: sf.appKey, AppSecret: sf.appSecret, QPS: 20})
+	if err != nil {
+		return err
+	}
+	log := zerolog.New(c.main.Stderr).Level(level).With().Timestamp().Str("service", "provisioner").Logger()
+	w, err := worker.New(ctx, js, client, log, worker.Config{Concurrency: 16, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	results := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe("group.*", results)
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	defer sub.Unsubscribe()
+
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	defer stopWorker()
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(workerCtx) }()
+
+	fmt.Fprintf(out, "NATS (JetStream) at %s · DingTalk simulator at %s (%.0f%% busy answers, %v latency)\n",
+		ns.ClientURL(), baseURL, sf.faults.BusyRate*100, sf.faults.Latency)
+	samples := sampleEvents()
+	for _, s := range samples {
+		if _, err := js.Publish(ctx, s.subject, []byte(s.body)); err != nil {
+			return fmt.Errorf("provisioner: publishing a sample: %w", err)
+		}
+	}
+	fmt.Fprintf(out, "published %d sample events; results as they arrive:\n\n", len(samples))
+
+	start := time.Now()
+	deadline := time.After(*timeout)
+	provisioned, failed := 0, 0
+	for provisioned+failed < len(samples) {
+		select {
+		case m := <-results:
+			if printResult(out, m) {
+				provisioned++
+			} else {
+				failed++
+			}
+		case <-deadline:
+			return fmt.Errorf("provisioner: demo: only %d of %d results after %v", provisioned+failed, len(samples), *timeout)
+		case <-ctx.Done():
+			return nil
+		case err := <-workerDone:
+			return fmt.Errorf("provisioner: demo: the worker stopped: %v", err)
+		}
+	}
+	st := simServer.Stats()
+	fmt.Fprintf(out, "\n%d provisioned, %d failed in %v. DingTalk calls: %d chat/create, %d chat/update, %d qrcode, %d gettoken; %d busy answers retried.\n",
+		provisioned, failed, time.Since(start).Round(time.Millisecond), st.Calls["chat/create"], st.Calls["chat/update"],
+		st.Calls["topapi/chat/qrcode/get"], st.Calls["gettoken"], st.Busy)
+
+	if *serve {
+		fmt.Fprintf(out, "\nserving until Ctrl-C. Publish your own events, for example:\n  nats --server %s pub project.created '{\"id\":\"my-1\",\"project_id\":\"P-7\",\"name\":\"My project\",\"owner\":\"u1\",\"members\":[\"u2\",\"u3\"]}'\n\n", ns.ClientURL())
+		for {
+			select {
+			case m := <-results:
+				printResult(out, m)
+			case <-ctx.Done():
+				<-workerDone
+				return nil
+			}
+		}
+	}
+	stopWorker()
+	return <-workerDone
+}
+
+// printResult prints one result line and reports whether it was a success.
+func printResult(out interface{ Write([]byte) (int, error) }, m *nats.Msg) bool {
+	var r struct {
+		messages.Provisioned
+		Error *messages.Failure `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		fmt.Fprintf(out, "? %s: %s\n", m.Subject, m.Data)
+		return false
+	}
+	ref := "project " + r.ProjectID
+	if r.EventID != "" {
+		ref = "event " + r.EventID
+	}
+	if r.Error != nil {
+		fmt.Fprintf(out, "✗ %-18s %-12s %s: %s\n", m.Subject, ref, r.Error.Reason, r.Error.Message)
+		return false
+	}
+	dup := ""
+	if r.PossibleDuplicate {
+		dup = " (possible duplicate)"
+	}
+	fmt.Fprintf(out, "✓ %-18s %-12s %q owner %s, %d members, %d calls%s\n    chat %s\n    join %s\n",
+		m.Subject, ref, r.Name, r.Owner, r.MemberCount, r.Attempts, dup, r.ChatID, r.InviteURL)
+	return true
+}
+
+type sample struct{ subject, body string }
+
+// sampleEvents are a handful of both kinds: a small project, a 45-member
+// project (created with 40, then one batch added), a CloudEvents envelope,
+// a long title cut to 20 characters, and one with a userid DingTalk refuses.
+func sampleEvents() []sample {
+	team := make([]string, 44)
+	for i := range team {
+		team[i] = fmt.Sprintf(`"emp%03d"`, i+1)
+	}
+	return []sample{
+		{"project.created", `{"id":"demo-p1","project_id":"P-1","name":"Apollo launch","owner":"manager4220","members":["u1","u2","u3"],"metadata":{"requested_by":"hr-onboarding"}}`},
+		{"event.scheduled", `{"id":"demo-e1","event_id":"E-9","title":"Q4 offsite","organizer":"u1","attendees":["u2","u3"],"starts_at":"2026-12-01T09:00:00Z"}`},
+		{"project.created", `{"id":"demo-p2","project_id":"P-2","name":"新员工入职 2026 冬季批次","owner":"hr01","members":[` + strings.Join(team, ",") + `],"group":{"searchable":1,"validationType":1}}`},
+		{"event.scheduled", `{"specversion":"1.0","id":"ce-42","source":"/calendar","type":"event.scheduled","datacontenttype":"application/json","data":{"id":"demo-e2","event_id":"E-10","title":"Architecture review: payments platform migration","organizer":"arch1","attendees":["u4","u5","u6"],"starts_at":"2026-12-03T14:00:00+08:00"}}`},
+		{"project.created", `{"id":"demo-p3","project_id":"P-3","name":"Data platform","owner":"lead7","members":["u8","u9"]}`},
+		{"event.scheduled", `{"id":"demo-e3","event_id":"E-11","title":"Holiday party","organizer":"u1","attendees":["u2","ghost"],"starts_at":"2026-12-20T18:00:00Z"}`},
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LoadCommand publishes synthetic events and follows their results: a load
+// test for a staging deployment, and the benchmark's producer.
+type LoadCommand struct {
+	main *Main
+}
+
+// Run publishes -n events to NATS_URL and waits for their results.
+func (c *LoadCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("provisioner load", flag.ContinueOnError)
+	fs.SetOutput(c.main.Stderr)
+	n := fs.Int("n", 1000, "events to publish")
+	members := fs.Int("members", 3, "members per event, besides the owner")
+	subject := fs.String("subject", "project.created", "subject to publish on (a project.created body is sent)")
+	results := fs.String("results", "group.*", "subject the results arrive on")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for results after this long")
+	prefix := fs.String("id-prefix", fmt.Sprintf("load-%d", time.Now().Unix()), "event ids are <prefix>-<n>")
+	fs.Usage = func() {
+		fmt.Fprint(c.main.Stderr, `Usage: provisioner load [flags]
+
+Publishes synthetic project.created events to the NATS server at NATS_URL
+(default nats://127.0.0.1:4222) and counts their results as they arrive,
+printing progress every second and the rate at the end. The streams must
+exist: start the worker once first.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 || *members < 0 || *members > 999 {
+		return usageError("provisioner: load: -n must be at least 1 and -members between 0 and 999")
+	}
+	url := os.Getenv("NATS_URL")
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := connectNATS(url, os.Getenv("NATS_CREDS"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	arrived := make(chan *nats.Msg, 4096)
+	sub, err := nc.ChanSubscribe(*results, arrived)
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	defer sub.Unsubscribe()
+
+	out := c.main.Stdout
+	ids := make([]string, *members)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("member%d", i)
+	}
+	memberJSON, _ := json.Marshal(ids)
+	for i := range *n {
+		body := fmt.Sprintf(`{"id":"%s-%d","project_id":"P-%d","name":"Load %d","owner":"%s-owner%d","members":%s}`, *prefix, i, i, i, *prefix, i, memberJSON)
+		if _, err := js.PublishAsync(*subject, []byte(body)); err != nil {
+			return fmt.Errorf("provisioner: publishing: %w", err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return nil
+	}
+	fmt.Fprintf(out, "published %d events on %s; waiting for results on %s\n", *n, *subject, *results)
+
+	var first, last time.Time
+	got, failed := 0, 0
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	deadline := time.After(*timeout)
+	for got < *n {
+		select {
+		case m := <-arrived:
+			if first.IsZero() {
+				first = time.Now()
+			}
+			last = time.Now()
+			got++
+			if m.Subject != "group.provisioned" {
+				failed++
+			}
+		case <-tick.C:
+			fmt.Fprintf(out, "  %d/%d results (%d failed)\n", got, *n, failed)
+		case <-deadline:
+			return fmt.Errorf("provisioner: load: %d of %d results after %v", got, *n, *timeout)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	span := last.Sub(first)
+	rate := float64(got)
+	if span > 0 {
+		rate = float64(got-1) / span.Seconds()
+	}
+	fmt.Fprintf(out, "%d results (%d failed) in %v from the first to the last: %.0f events/s\n", got, failed, span.Round(time.Millisecond), rate)
+	return nil
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"provisioner/dingtalk"
+	"provisioner/worker"
+)
+
+// RunCommand runs the worker until SIGINT or SIGTERM.
+type RunCommand struct {
+	main *Main
+}
+
+// Run parses args, reads the environment and works events.
+func (c *RunCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("provisioner run", flag.ContinueOnError)
+	fs.SetOutput(c.main.Stderr)
+	fs.Usage = c.usage
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("provisioner run: unexpected argument %q; configuration comes from the environment", fs.Arg(0)))
+	}
+	e, err := loadEnv()
+	if err != nil {
+		return err
+	}
+	level, _ := zerolog.ParseLevel(strings.ToLower(e.LogLevel))
+	log := zerolog.New(c.main.Stderr).Level(level).With().Timestamp().Str("service", "provisioner").Logger()
+	return runWorker(ctx, log, e)
+}
+
+// runWorker connects (or embeds) NATS and DingTalk, serves health, and runs
+// the worker until ctx is cancelled.
+func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
+	natsURL := e.NATSURL
+	if natsURL == "" {
+		ns, err := embeddedNATS(e.NATSStoreDir, e.NATSListen)
+		if err != nil {
+			return err
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		natsURL = ns.ClientURL()
+		log.Info().Str("url", natsURL).Str("store_dir", e.NATSStoreDir).Msg("embedded NATS server with JetStream started")
+	}
+	nc, err := connectNATS(natsURL, e.NATSCreds)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	client, err := dingtalk.NewClient(dingtalk.Options{
+		BaseURL: e.DingTalkBaseURL, AppKey: e.DingTalkAppKey, AppSecret: e.DingTalkAppSecret, QPS: e.DingTalkQPS,
+	})
+	if err != nil {
+		return usageError("provisioner: " + err.Error())
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	w, err := worker.New(setupCtx, js, client, log, e.workerConfig())
+	if err != nil {
+		return err
+	}
+	if e.HTTPAddr != "" {
+		stop, err := serveHealth(e.HTTPAddr, nc, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	return w.Run(ctx)
+}
+
+// serveHealth answers /healthz (the process is up) and /readyz (NATS is connected).
+func serveHealth(addr string, nc *nats.Conn, log zerolog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if st := nc.Status(); st != nats.CONNECTED {
+			http.Error(w, "NATS "+st.String(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usageError(fmt.Sprintf("provisioner: HTTP_ADDR %q: %v", addr, err))
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("health server stopped")
+		}
+	}()
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving /healthz and /readyz")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+func (c *RunCommand) usage() {
+	fmt.Fprint(c.main.Stderr, `Usage: provisioner run
+
+Works events from NATS JetStream: creates a DingTalk group chat for each,
+fetches its join link and publishes group.provisioned or group.failed.
+
+Configuration comes from the environment (see README.md for the full table):
+
+	NATS_URL              NATS server; empty: an embedded server (NATS_STORE_DIR, NATS_LISTEN)
+	NATS_CREDS            credentials file for NATS
+	DINGTALK_APP_KEY      required
+	DINGTALK_APP_SECRET   required
+	DINGTALK_BASE_URL     default https://oapi.dingtalk.com
+	DINGTALK_QPS          calls per second per API, default 20
+	CONCURRENCY           events worked at once, default 64
+	LOG_LEVEL             trace, debug, info, warn, error; default info
+	HTTP_ADDR             health endpoints, default :8080; empty: none
+
+SIGINT or SIGTERM stops taking events and lets in-flight ones finish
+(SHUTDOWN_GRACE, default 20s); a second signal stops at once.
+`)
+}

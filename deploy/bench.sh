@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Measures the worker as it runs in production: nats-server, the DingTalk
+# simulator and the worker are separate processes, so the worker's resident
+# memory is its own.
+#
+#   deploy/bench.sh backlog   10,000 events drained by one worker, simulator at zero latency
+#   deploy/bench.sh qps       1,000 events with DINGTALK_QPS=20 against a simulator that
+#                             refuses more than 20 calls/s per API, with 80 ms latency
+#
+# Needs only Go; ports 14222 and 18090 on 127.0.0.1 must be free.
+set -euo pipefail
+mode=${1:-backlog}
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== building provisioner and nats-server"
+go build -o "$work/provisioner" ./cmd/provisioner
+go build -o "$work/nats-server" github.com/nats-io/nats-server/v2
+
+case "$mode" in
+  backlog) events=10000; sim_flags=(); qps=1000000 ;;
+  qps) events=1000; sim_flags=(-qps 20 -latency 80ms); qps=20 ;;
+  *) echo "usage: $0 backlog|qps" >&2; exit 2 ;;
+esac
+
+"$work/nats-server" -js -sd "$work/js" -a 127.0.0.1 -p 14222 >"$work/nats.log" 2>&1 &
+pids+=($!)
+"$work/provisioner" sim -addr 127.0.0.1:18090 "${sim_flags[@]}" >"$work/sim.log" 2>&1 &
+sim_pid=$!
+pids+=($sim_pid)
+export NATS_URL=nats://127.0.0.1:14222 DINGTALK_BASE_URL=http://127.0.0.1:18090
+export DINGTALK_APP_KEY=demo-key DINGTALK_APP_SECRET=demo-secret DINGTALK_QPS=$qps LOG_LEVEL=warn HTTP_ADDR=
+
+start_worker() {
+  "$work/provisioner" run >>"$work/worker.log" 2>&1 &
+  worker_pid=$!
+  pids+=($worker_pid)
+}
+wait_for_stream() {
+  for _ in $(seq 100); do
+    if "$work/provisioner" load -n 1 -id-prefix warmup -timeout 20s >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "the worker did not come up; its log:" >&2; cat "$work/worker.log" >&2; exit 1
+}
+
+echo "== creating the streams (one warm-up event)"
+sleep 0.5
+start_worker
+wait_for_stream
+kill -TERM "$worker_pid"; wait "$worker_pid" || true
+
+if [ "$mode" = backlog ]; then
+  echo "== publishing a backlog of $events events, then starting one worker"
+  "$work/provisioner" load -n "$events" -timeout 10m >"$work/load.log" 2>&1 &
+  load_pid=$!
+  until grep -q '^published' "$work/load.log" 2>/dev/null; do sleep 0.2; done
+  start_worker
+else
+  echo "== starting one worker, then publishing $events events"
+  start_worker
+  "$work/provisioner" load -n "$events" -timeout 10m >"$work/load.log" 2>&1 &
+  load_pid=$!
+fi
+tail -f "$work/load.log" &
+tail_pid=$!
+wait "$load_pid"
+kill "$tail_pid" 2>/dev/null || true
+
+echo "== worker process: $(grep -E 'VmHWM|VmRSS' /proc/$worker_pid/status | tr -s ' \n' ' ')"
+kill -TERM "$worker_pid"; wait "$worker_pid" || true
+kill -TERM "$sim_pid"; wait "$sim_pid" || true
+echo "== simulator: $(tail -1 "$work/sim.log")"
+if grep -q '"level":"error"' "$work/worker.log"; then
+  echo "== worker errors:"; grep '"level":"error"' "$work/worker.log" | head -5
+fi
