@@ -96,9 +96,9 @@ func (c *claim) write(ctx context.Context, next record) error {
 	if c.lost {
 		return errClaimLost
 	}
-	data, err := json.Marshal(next)
+	data, err := encodeJSON(next)
 	if err != nil {
-		return fmt.Errorf("worker: encoding step record: %w", err)
+		return err
 	}
 	rev, err := c.kv.Update(ctx, c.key, data, c.rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -140,9 +140,9 @@ func acquire(ctx context.Context, kv jetstream.KeyValue, key string, fresh recor
 	c := &claim{kv: kv, key: key, lease: lease, now: now}
 	fresh.Step = stepClaimed
 	fresh.LeaseUntil = now().Add(lease)
-	data, err := json.Marshal(fresh)
+	data, err := encodeJSON(fresh)
 	if err != nil {
-		return claimResult{}, fmt.Errorf("worker: encoding step record: %w", err)
+		return claimResult{}, err
 	}
 	for range 3 {
 		rev, err := kv.Create(ctx, key, data)
@@ -179,9 +179,9 @@ func acquire(ctx context.Context, kv jetstream.KeyValue, key string, fresh recor
 			next.PossibleDuplicate = true
 		}
 		next.Released = false
-		upd, err := json.Marshal(next)
+		upd, err := encodeJSON(next)
 		if err != nil {
-			return claimResult{}, fmt.Errorf("worker: encoding step record: %w", err)
+			return claimResult{}, err
 		}
 		rev, err = kv.Update(ctx, key, upd, entry.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {

@@ -212,7 +212,7 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 		rec := c.snapshot()
 		res.Attempts, res.ChatID = rec.Attempts, rec.ChatID
 	}
-	data, err := encodeResult(res)
+	data, err := encodeJSON(res)
 	if err != nil {
 		return err
 	}

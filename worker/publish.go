@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,14 +28,17 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 	return nil
 }
 
-// encodeResult marshals a result; results are plain structs, so this cannot
-// fail short of a bug, which is reported like any other error.
-func encodeResult(v any) ([]byte, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("worker: encoding result: %w", err)
+// encodeJSON marshals results and step records, leaving '&' in invite links
+// as it is (json.Marshal would write \u0026, also inside a stored result,
+// which would then no longer be republished byte for byte).
+func encodeJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("worker: encoding %T: %w", v, err)
 	}
-	return data, nil
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 // deadLetter copies the original message, payload and headers, to

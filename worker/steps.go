@@ -82,7 +82,7 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job) error {
 		Metadata: ev.Metadata, ProvisionedAt: w.cfg.Now().UTC(), PossibleDuplicate: rec.PossibleDuplicate,
 	}
 	res.SetRef(ev)
-	data, err := encodeResult(res)
+	data, err := encodeJSON(res)
 	if err != nil {
 		return err
 	}
