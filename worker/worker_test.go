@@ -3,11 +3,14 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"provisioner/dingtalk/sim"
 	"provisioner/messages"
@@ -230,5 +233,32 @@ func TestUnknownSubjectIsRefusedAtStartup(t *testing.T) {
 	cfg.Subjects = map[string]messages.Kind{"project.*": messages.ProjectCreated}
 	if _, err := worker.New(context.Background(), e.js, e.client, zerologNop(), cfg); err == nil || !strings.Contains(err.Error(), "literal") {
 		t.Fatalf("wildcard input subject: %v", err)
+	}
+}
+
+func TestExistingStreamIsUsedAsItIs(t *testing.T) {
+	e := newEnv(t, sim.Config{})
+	// The HR team's stream already captures the input subjects (and more).
+	_, err := e.js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: "HR", Subjects: []string{"project.>", "event.>"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(testConfig(), nil)
+	e.publish("project.updated", []byte(`{"not":"for us"}`)) // captured by the stream, not consumed by the worker
+	e.publish("project.created", project("p1", "u1"))
+	if r := e.results(1)[0]; r.Subject != "group.provisioned" || r.SourceID != "p1" || len(e.results(1)) != 1 {
+		t.Fatalf("result: %s", r.Raw)
+	}
+	if _, err := e.js.Stream(context.Background(), "PROVISIONER_EVENTS"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("the worker created its own events stream beside the existing one: %v", err)
+	}
+	info, err := e.js.Consumer(context.Background(), "HR", "provisioner")
+	if err != nil {
+		t.Fatalf("no consumer on the existing stream: %v", err)
+	}
+	if got := info.CachedInfo().Config.FilterSubjects; len(got) != 2 {
+		t.Fatalf("consumer filters %v, want the two input subjects", got)
 	}
 }
