@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/rs/zerolog"
 )
 
 func main() {
@@ -22,11 +24,12 @@ func main() {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
-		<-signals
-		fmt.Fprintln(os.Stderr, "signal received: shutting down (send another to stop at once)")
+		log := zerolog.New(os.Stderr).With().Timestamp().Str("service", "provisioner").Logger()
+		sig := <-signals
+		log.Info().Str("signal", sig.String()).Msg("shutting down gracefully; a second signal stops at once")
 		cancel()
-		<-signals
-		fmt.Fprintln(os.Stderr, "second signal: stopping without waiting")
+		sig = <-signals
+		log.Warn().Str("signal", sig.String()).Msg("second signal: stopping without waiting; unfinished events are redelivered after ACK_WAIT")
 		os.Exit(1)
 	}()
 
