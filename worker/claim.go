@@ -106,6 +106,10 @@ func (c *claim) write(ctx context.Context, next record) error {
 		return errClaimLost
 	}
 	if err != nil {
+		// Keep what happened (a chatid, a batch added) so that a later
+		// release still records it. If this write did land after all, the
+		// revision moved and the release is refused, leaving the record right.
+		c.rec = next
 		return fmt.Errorf("worker: writing step %q: %w", next.Step, err)
 	}
 	c.rev, c.rec = rev, next

@@ -145,3 +145,30 @@ func TestTakeoverSuspectsAnUnrecordedCreate(t *testing.T) {
 		})
 	}
 }
+
+// A step whose write failed (here: before it was sent) must still reach the
+// record when the event is handed back, or the next delivery would create
+// the group again without knowing it might exist.
+func TestHandBackKeepsAStepWhoseWriteFailed(t *testing.T) {
+	kv := testBucket(t)
+	ctx := context.Background()
+	first, err := acquire(ctx, kv, "k", record{Holder: "a"}, time.Minute, time.Now)
+	if err != nil || first.claim == nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := first.claim.update(cancelled, func(r *record) { r.Step, r.ChatID = stepCreated, "chat9" }); err == nil {
+		t.Fatal("a write with a cancelled context succeeded")
+	}
+	if err := first.claim.release(ctx); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	next, err := acquire(ctx, kv, "k", record{Holder: "b"}, time.Minute, time.Now)
+	if err != nil || next.claim == nil {
+		t.Fatalf("takeover: %+v, %v", next, err)
+	}
+	if rec := next.claim.snapshot(); rec.ChatID != "chat9" || rec.PossibleDuplicate {
+		t.Fatalf("record after hand-back: %+v, want chatid chat9", rec)
+	}
+}
