@@ -56,7 +56,7 @@ func New(ctx context.Context, js jetstream.JetStream, chats Chats, log zerolog.L
 // back too). It returns nil after a clean stop, and an error when messages
 // stopped arriving for another reason (the connection closed for good).
 func (w *Worker) Run(ctx context.Context) error {
-	it, err := w.topo.consumer.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency), jetstream.PullExpiry(5*time.Second))
+	it, err := w.topo.consumer.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
 	if err != nil {
 		return err
 	}
