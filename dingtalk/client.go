@@ -164,10 +164,7 @@ func (c *Client) send(ctx context.Context, cl call, token string, payload []byte
 	}
 	defer resp.Body.Close()
 	data, tooBig, err := readBody(resp.Body)
-	unreadable := Transient
-	if cl.mutating {
-		unreadable = OutcomeUnknown
-	}
+	unreadable := unreadableClass(cl.mutating)
 	if err != nil {
 		return &Error{API: cl.api, HTTPStatus: resp.StatusCode, Class: unreadable, ErrMsg: "reading reply", Err: redact(err)}
 	}
@@ -184,8 +181,5 @@ func transportClass(err error, mutating bool) Class {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return Transient
 	}
-	if mutating {
-		return OutcomeUnknown
-	}
-	return Transient
+	return unreadableClass(mutating)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,9 +39,6 @@ func (c Class) String() string {
 		return "permanent"
 	}
 }
-
-// Retryable reports whether the same request may succeed when sent again.
-func (c Class) Retryable() bool { return c != Permanent }
 
 // Error is every failure the client returns: a DingTalk refusal (errcode ≠ 0
 // on an HTTP 200), an unexpected HTTP status, a reply that cannot be read,
@@ -200,7 +198,7 @@ func classifyCode(code int, subCode string) Class {
 	case isRateLimitCode(code):
 		return RateLimited
 	case code == CodeSubCodeCarrier:
-		if n, ok := atoi(subCode); ok {
+		if n, err := strconv.Atoi(subCode); err == nil {
 			if isRateLimitCode(n) {
 				return RateLimited
 			}
@@ -210,29 +208,4 @@ func classifyCode(code int, subCode string) Class {
 		}
 	}
 	return Permanent
-}
-
-// atoi parses a decimal integer with an optional leading minus, without allocating.
-func atoi(s string) (int, bool) {
-	if s == "" {
-		return 0, false
-	}
-	neg := s[0] == '-'
-	if neg {
-		s = s[1:]
-	}
-	if s == "" || len(s) > 9 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
 }

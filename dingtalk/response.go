@@ -70,10 +70,7 @@ func readBody(r io.Reader) ([]byte, bool, error) {
 // mutating marks APIs whose effect cannot be deduplicated (chat/create): a
 // reply that proves nothing about the outcome is then OutcomeUnknown.
 func checkResponse(api string, mutating bool, status int, header http.Header, body []byte, v result) error {
-	unreadable := Transient
-	if mutating {
-		unreadable = OutcomeUnknown
-	}
+	unreadable := unreadableClass(mutating)
 	e := &Error{API: api, HTTPStatus: status, RetryAfter: retryAfter(header)}
 
 	switch {
@@ -127,6 +124,15 @@ func checkResponse(api string, mutating bool, status int, header http.Header, bo
 	}
 	e.Class = classifyCode(e.ErrCode, e.SubCode)
 	return e
+}
+
+// unreadableClass classes a reply that proves nothing about the outcome:
+// harmless to repeat, unless the call was a create DingTalk cannot deduplicate.
+func unreadableClass(mutating bool) Class {
+	if mutating {
+		return OutcomeUnknown
+	}
+	return Transient
 }
 
 // subCodeFromMsg finds "subcode=90018" in a topapi errmsg, which is where the

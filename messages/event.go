@@ -40,10 +40,8 @@ type Event struct {
 }
 
 // RefField is the result field that carries RefID: "project_id" or "event_id".
-func (e *Event) RefField() string { return refField(e.Kind) }
-
-func refField(k Kind) string {
-	if k == EventScheduled {
+func (e *Event) RefField() string {
+	if e.Kind == EventScheduled {
 		return "event_id"
 	}
 	return "project_id"

@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -68,7 +67,6 @@ func BenchmarkRateLimited(b *testing.B) {
 
 func publishBacklog(b *testing.B, e *env, n int) {
 	b.Helper()
-	ctx := context.Background()
 	for i := range n {
 		body := fmt.Sprintf(`{"id":"bench-%d","project_id":"P-%d","name":"Project %d","owner":"owner%d","members":["u1","u2","u3"]}`, i, i, i, i)
 		if _, err := e.js.PublishAsync("project.created", []byte(body)); err != nil {
@@ -80,7 +78,6 @@ func publishBacklog(b *testing.B, e *env, n int) {
 	case <-time.After(60 * time.Second):
 		b.Fatal("publishing the backlog timed out")
 	}
-	_ = ctx
 }
 
 // peakRSSMiB reads the process's peak resident set (VmHWM) on Linux.

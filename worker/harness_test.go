@@ -252,5 +252,3 @@ func members(prefix string, n int) []string {
 	}
 	return out
 }
-
-func zerologNop() zerolog.Logger { return zerolog.Nop() }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"provisioner/dingtalk/sim"
 	"provisioner/messages"
@@ -231,7 +232,7 @@ func TestUnknownSubjectIsRefusedAtStartup(t *testing.T) {
 	e := newEnv(t, sim.Config{})
 	cfg := testConfig()
 	cfg.Subjects = map[string]messages.Kind{"project.*": messages.ProjectCreated}
-	if _, err := worker.New(context.Background(), e.js, e.client, zerologNop(), cfg); err == nil || !strings.Contains(err.Error(), "literal") {
+	if _, err := worker.New(context.Background(), e.js, e.client, zerolog.Nop(), cfg); err == nil || !strings.Contains(err.Error(), "literal") {
 		t.Fatalf("wildcard input subject: %v", err)
 	}
 }
