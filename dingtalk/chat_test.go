@@ -181,3 +181,60 @@ func TestQRCodeLink(t *testing.T) {
 		t.Fatalf("link = %q", link)
 	}
 }
+
+// TestV1GroupCalls runs the plain-group calls in the v1.0 family: the token
+// from /v1.0/oauth2/accessToken serves both hosts, group/create and update
+// go to v1.0, reads and links to oapi.
+func TestV1GroupCalls(t *testing.T) {
+	c, s := setup(t, sim.Config{UnknownUsers: []string{"ghost"}}, v1)
+	ctx := context.Background()
+	chat, err := c.CreateChat(ctx, &CreateChatRequest{
+		Name: "发射群 🚀", Owner: "o", UserIDs: []string{"o", "u1"}, ChatSettings: ChatSettings{Searchable: ptr(1)},
+	})
+	if err != nil {
+		t.Fatalf("CreateChat: %v", err)
+	}
+	if err := c.UpdateChat(ctx, &UpdateChatRequest{ChatID: chat.ChatID, AddUserIDs: users("m", 40)}); err != nil {
+		t.Fatalf("UpdateChat: %v", err)
+	}
+	info, err := c.GetChat(ctx, chat.ChatID)
+	if err != nil || len(info.UserIDs) != 42 || info.Searchable != 1 {
+		t.Fatalf("GetChat = %+v, %v; want 42 members, searchable", info, err)
+	}
+	if _, err := c.QRCodeLink(ctx, chat.ChatID, "o"); err != nil {
+		t.Fatalf("QRCodeLink: %v", err)
+	}
+	_, err = c.CreateChat(ctx, &CreateChatRequest{Name: "n", Owner: "o", UserIDs: []string{"o", "ghost"}})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeV1MemberNotFound || e.HTTPStatus != 400 || e.RequestID == "" || Classify(err) != Permanent {
+		t.Fatalf("unknown member: %v (code %q), want a permanent 400 member.notFound with a request id", err, e.Code)
+	}
+	st := s.Stats()
+	want := map[string]int{"v1.0/oauth2/accessToken": 1, "v1.0/im/group/create": 2, "v1.0/im/group/update": 1, "chat/get": 1, "topapi/chat/qrcode/get": 1}
+	for api, n := range want {
+		if st.Calls[api] != n {
+			t.Errorf("%s called %d times, want %d (all calls: %v)", api, st.Calls[api], n, st.Calls)
+		}
+	}
+	if st.Calls["gettoken"] != 0 || st.Calls["chat/create"] != 0 || st.Calls["chat/update"] != 0 {
+		t.Errorf("v1 client used the old family: %v", st.Calls)
+	}
+}
+
+// TestQuotaExhausted: both families' answer to a used-up monthly quota is
+// its own class, distinct from a rate limit.
+func TestQuotaExhausted(t *testing.T) {
+	for _, family := range []Family{Legacy, V1} {
+		t.Run(string(family), func(t *testing.T) {
+			c, s := setup(t, sim.Config{MonthlyQuota: 1}, func(o *Options) { o.Family = family })
+			mustCreate(t, c)
+			_, err := c.CreateChat(context.Background(), &CreateChatRequest{Name: "t", Owner: "o", UserIDs: []string{"o"}})
+			if Classify(err) != QuotaExhausted {
+				t.Fatalf("second call: %v (class %v), want quota exhausted", err, Classify(err))
+			}
+			if st := s.Stats(); st.QuotaRefused != 1 || st.GroupsCreated != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}

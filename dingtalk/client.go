@@ -1,11 +1,13 @@
 // Package dingtalk is a client for DingTalk's group-chat server API: create a
-// group chat, add members, read it, and get its QR-code join link.
+// group chat, add members, read it, and get its QR-code join link, through
+// either API family (the current v1.0 API, or the old one that apps created
+// before its retirement still hold), and scene groups made from a template.
 //
 // Every failure is an *Error, and Classify says what to do about it: retry
-// (Transient, RateLimited), give up (Permanent), or treat a create as possibly
-// done (OutcomeUnknown). The access token and app secret never appear in an
-// error. A Client is safe for concurrent use; keep one per app key, so that
-// its token cache and rate limiters are shared.
+// (Transient, RateLimited), give up (Permanent, QuotaExhausted), or treat a
+// create as possibly done (OutcomeUnknown). The access token and app secret
+// never appear in an error. A Client is safe for concurrent use; keep one per
+// app key, so that its token cache and rate limiters are shared.
 package dingtalk
 
 import (
@@ -13,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,20 +24,49 @@ import (
 	"time"
 )
 
-// DefaultBaseURL is DingTalk's server API.
-const DefaultBaseURL = "https://oapi.dingtalk.com"
+// Base URLs of DingTalk's two hosts.
+const (
+	DefaultBaseURL    = "https://oapi.dingtalk.com" // the old family, chat/get and qrcode/get
+	DefaultAPIBaseURL = "https://api.dingtalk.com"  // the v1.0 family
+)
+
+// Family is the API family a Client creates and updates groups with.
+type Family string
+
+const (
+	// V1 is DingTalk's current API: tokens from /v1.0/oauth2/accessToken,
+	// groups through /v1.0/im/group/create and /update. The only family an
+	// app created today can be granted.
+	V1 Family = "v1"
+	// Legacy is the old API: /gettoken, chat/create and chat/update, which
+	// DingTalk no longer grants to new apps but keeps serving to apps that
+	// hold them.
+	Legacy Family = "legacy"
+)
+
+// ParseFamily reads "v1" or "legacy".
+func ParseFamily(s string) (Family, error) {
+	switch f := Family(s); f {
+	case V1, Legacy:
+		return f, nil
+	}
+	return "", fmt.Errorf("dingtalk: API family must be %q or %q, got %q", V1, Legacy, s)
+}
 
 // Options configures a Client. The zero value of every field but the
 // credentials is usable.
 type Options struct {
-	BaseURL    string       // default DefaultBaseURL
-	AppKey     string       // the app's key; with AppSecret, used for /gettoken
+	Family     Family       // default V1
+	BaseURL    string       // the oapi host; default DefaultBaseURL
+	APIBaseURL string       // the v1.0 host; default DefaultAPIBaseURL
+	AppKey     string       // the app's key; with AppSecret, used to fetch tokens
 	AppSecret  string       // never logged, never in an error
 	HTTPClient *http.Client // default: 10 s timeout, connections pooled for concurrent use
 	// QPS caps calls per second per API from this client (DingTalk's standard
 	// limit is 20); 0 means no cap. A rate-limit answer lowers the cap for a while.
 	QPS float64
-	// TokenSource replaces the built-in /gettoken source (it is cached either way).
+	// TokenSource replaces the built-in source (/v1.0/oauth2/accessToken for
+	// V1, /gettoken for Legacy); it is cached either way.
 	TokenSource TokenSource
 	// ExpirySkew is how long before expiry a token is replaced; default DefaultExpirySkew.
 	ExpirySkew time.Duration
@@ -43,7 +75,9 @@ type Options struct {
 
 // Client calls DingTalk. Create it with NewClient; safe for concurrent use.
 type Client struct {
-	base     string
+	family   Family
+	base     string // oapi
+	apiBase  string // v1.0
 	http     *http.Client
 	tokens   *TokenCache
 	limiters *limiters
@@ -51,13 +85,20 @@ type Client struct {
 
 // NewClient returns a Client for one app.
 func NewClient(opts Options) (*Client, error) {
-	base := strings.TrimRight(opts.BaseURL, "/")
-	if base == "" {
-		base = DefaultBaseURL
+	family := opts.Family
+	if family == "" {
+		family = V1
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("dingtalk: base URL must be an absolute http(s) URL")
+	if _, err := ParseFamily(string(family)); err != nil {
+		return nil, err
+	}
+	base, err := baseURL("base URL", opts.BaseURL, DefaultBaseURL)
+	if err != nil {
+		return nil, err
+	}
+	apiBase, err := baseURL("API base URL", opts.APIBaseURL, DefaultAPIBaseURL)
+	if err != nil {
+		return nil, err
 	}
 	if opts.TokenSource == nil && (opts.AppKey == "" || opts.AppSecret == "") {
 		return nil, errors.New("dingtalk: app key and app secret are required")
@@ -73,13 +114,32 @@ func NewClient(opts Options) (*Client, error) {
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
-	c := &Client{base: base, http: hc, limiters: newLimiters(opts.QPS, now)}
+	c := &Client{family: family, base: base, apiBase: apiBase, http: hc, limiters: newLimiters(opts.QPS, now)}
 	src := opts.TokenSource
-	if src == nil {
+	switch {
+	case src != nil:
+	case family == Legacy:
 		src = &appTokenSource{c: c, key: opts.AppKey, secret: opts.AppSecret, now: now}
+	default:
+		src = &v1TokenSource{c: c, key: opts.AppKey, secret: opts.AppSecret, now: now}
 	}
 	c.tokens = NewTokenCache(src, opts.ExpirySkew, now)
 	return c, nil
+}
+
+// Family returns the API family the client creates and updates groups with.
+func (c *Client) Family() Family { return c.family }
+
+func baseURL(what, s, def string) (string, error) {
+	s = strings.TrimRight(s, "/")
+	if s == "" {
+		s = def
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", errors.New("dingtalk: " + what + " must be an absolute http(s) URL")
+	}
+	return s, nil
 }
 
 func defaultHTTPClient() *http.Client {
@@ -93,10 +153,23 @@ func defaultHTTPClient() *http.Client {
 // call describes one API request.
 type call struct {
 	api      string     // path without the leading slash, e.g. "chat/create"
+	v1       bool       // on the v1.0 host, token in the header; else oapi, token in the query
 	method   string     // GET or POST
 	query    url.Values // besides access_token
 	body     any        // JSON-encoded for POST
-	mutating bool       // an effect DingTalk cannot deduplicate: unknown outcomes matter
+	mutating bool       // has an effect: a reply that proves nothing leaves the outcome unknown
+}
+
+type beforeSendKey struct{}
+
+// WithBeforeSend returns a context under which every API request (not a
+// token fetch) calls fn once per attempt, after the token and the rate
+// limiter and immediately before the request leaves. If fn fails, the
+// request is not sent and its error is returned as it is. A caller uses it
+// to record durably that an effect is about to be on the wire, so that a
+// crash while waiting for the limiter is not mistaken for one after sending.
+func WithBeforeSend(ctx context.Context, fn func(context.Context) error) context.Context {
+	return context.WithValue(ctx, beforeSendKey{}, fn)
 }
 
 // do sends c with a token, retrying once with a fresh token if DingTalk says
@@ -105,8 +178,8 @@ func (c *Client) do(ctx context.Context, cl call, v result) error {
 	var payload []byte
 	if cl.body != nil {
 		var err error
-		if payload, err = json.Marshal(cl.body); err != nil {
-			return &Error{API: cl.api, Class: Permanent, ErrMsg: "encoding request", Err: err}
+		if payload, err = jsonBody(cl.api, cl.body); err != nil {
+			return err
 		}
 	}
 	lim := c.limiters.get(cl.api)
@@ -118,6 +191,11 @@ func (c *Client) do(ctx context.Context, cl call, v result) error {
 		if err := lim.wait(ctx); err != nil {
 			return &Error{API: cl.api, Class: Transient, ErrMsg: "waiting for the rate limiter", Err: err}
 		}
+		if fn, ok := ctx.Value(beforeSendKey{}).(func(context.Context) error); ok {
+			if err := fn(ctx); err != nil {
+				return err
+			}
+		}
 		*v.base() = reply{}
 		err = c.send(ctx, cl, tok.AccessToken, payload, v)
 		var e *Error
@@ -125,7 +203,7 @@ func (c *Client) do(ctx context.Context, cl call, v result) error {
 			if e.Class == RateLimited {
 				lim.slowDown(e.RetryAfter)
 			}
-			if attempt == 0 && isTokenCode(e.ErrCode) {
+			if attempt == 0 && isTokenError(e) {
 				c.tokens.Invalidate(tok.AccessToken)
 				continue
 			}
@@ -142,10 +220,16 @@ func (c *Client) send(ctx context.Context, cl call, token string, payload []byte
 	for k, vs := range cl.query {
 		q[k] = vs
 	}
-	if token != "" {
+	base := c.base
+	if cl.v1 {
+		base = c.apiBase
+	} else if token != "" {
 		q.Set("access_token", token)
 	}
-	u := c.base + "/" + cl.api + "?" + q.Encode()
+	u := base + "/" + cl.api
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
 	var body io.Reader
 	if payload != nil {
 		body = bytes.NewReader(payload)
@@ -155,6 +239,9 @@ func (c *Client) send(ctx context.Context, cl call, token string, payload []byte
 		return &Error{API: cl.api, Class: Permanent, ErrMsg: "building request", Err: redact(err)}
 	}
 	req.Header.Set("Accept", "application/json")
+	if cl.v1 && token != "" {
+		req.Header.Set(tokenHeader, token)
+	}
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	}
@@ -182,4 +269,16 @@ func transportClass(err error, mutating bool) Class {
 		return Transient
 	}
 	return unreadableClass(mutating)
+}
+
+// tokenHeader carries the access token on v1.0 calls; v1.0 refuses a
+// token in the query string.
+const tokenHeader = "x-acs-dingtalk-access-token"
+
+func jsonBody(api string, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, &Error{API: api, Class: Permanent, ErrMsg: "encoding request", Err: err}
+	}
+	return b, nil
 }

@@ -23,7 +23,7 @@ func setup(t *testing.T, cfg sim.Config, opts ...func(*Options)) (*Client, *sim.
 	s := sim.New(cfg)
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	o := Options{BaseURL: srv.URL, AppKey: testKey, AppSecret: testSecret, Now: cfg.Now}
+	o := Options{Family: Legacy, BaseURL: srv.URL, APIBaseURL: srv.URL, AppKey: testKey, AppSecret: testSecret, Now: cfg.Now}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -34,17 +34,23 @@ func setup(t *testing.T, cfg sim.Config, opts ...func(*Options)) (*Client, *sim.
 	return c, s
 }
 
-// setupMux returns a client and a mux for hand-made replies. /gettoken
-// already answers muxToken; tests register the API paths they need.
+// v1 makes setup's or setupMux's client speak the v1.0 family.
+func v1(o *Options) { o.Family = V1 }
+
+// setupMux returns a client and a mux for hand-made replies. Both token
+// endpoints already answer muxToken; tests register the API paths they need.
 func setupMux(t *testing.T, opts ...func(*Options)) (*Client, *http.ServeMux, *httptest.Server) {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/gettoken", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"errcode":0,"errmsg":"ok","access_token":"` + muxToken + `","expires_in":7200}`))
 	})
+	mux.HandleFunc("/v1.0/oauth2/accessToken", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"accessToken":"` + muxToken + `","expireIn":7200}`))
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	o := Options{BaseURL: srv.URL, AppKey: testKey, AppSecret: testSecret}
+	o := Options{Family: Legacy, BaseURL: srv.URL, APIBaseURL: srv.URL, AppKey: testKey, AppSecret: testSecret}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -85,6 +91,8 @@ func TestNewClientValidatesOptions(t *testing.T) {
 		{"relative base URL", Options{AppKey: "k", AppSecret: "s", BaseURL: "oapi.dingtalk.com"}},
 		{"ftp base URL", Options{AppKey: "k", AppSecret: "s", BaseURL: "ftp://oapi.dingtalk.com"}},
 		{"negative QPS", Options{AppKey: "k", AppSecret: "s", QPS: -1}},
+		{"unknown family", Options{AppKey: "k", AppSecret: "s", Family: "v2"}},
+		{"relative API base URL", Options{AppKey: "k", AppSecret: "s", APIBaseURL: "api.dingtalk.com"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,7 +101,8 @@ func TestNewClientValidatesOptions(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewClient(Options{AppKey: "k", AppSecret: "s"}); err != nil {
-		t.Fatalf("defaults rejected: %v", err)
+	c, err := NewClient(Options{AppKey: "k", AppSecret: "s"})
+	if err != nil || c.Family() != V1 {
+		t.Fatalf("defaults: %v, family %q; want V1", err, c.Family())
 	}
 }

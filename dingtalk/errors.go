@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -21,9 +22,16 @@ const (
 	// RateLimited is a Transient kind that asks the caller to slow down;
 	// Error.RetryAfter, when set, says how long DingTalk wants it to wait.
 	RateLimited
-	// OutcomeUnknown: a non-idempotent request (chat/create) may have reached
-	// DingTalk and taken effect, but no answer says whether it did.
+	// OutcomeUnknown: a request with an effect (a create, an add) may have
+	// reached DingTalk and taken effect, but no answer says whether it did:
+	// a gateway page, a cut-off reply or a timeout. An answer that carries a
+	// DingTalk error code is never OutcomeUnknown: it is a refusal.
 	OutcomeUnknown
+	// QuotaExhausted: the organisation's monthly call quota is used up
+	// (90020, 403 Forbidden.AccessDenied.ApiCountLimitForOrg). Nothing
+	// succeeds until the month ends or the plan grows; retrying spends nothing
+	// but also achieves nothing.
+	QuotaExhausted
 )
 
 // String returns the class as a stable lower-case word, fit for logs and metrics.
@@ -35,22 +43,26 @@ func (c Class) String() string {
 		return "rate_limited"
 	case OutcomeUnknown:
 		return "outcome_unknown"
+	case QuotaExhausted:
+		return "quota_exhausted"
 	default:
 		return "permanent"
 	}
 }
 
 // Error is every failure the client returns: a DingTalk refusal (errcode ≠ 0
-// on an HTTP 200), an unexpected HTTP status, a reply that cannot be read,
-// or a transport failure. It never holds the access token or the app secret:
+// on an HTTP 200 from the old family, an HTTP error status with a code from
+// v1.0), an unexpected HTTP status, a reply that cannot be read, or a
+// transport failure. It never holds the access token or the app secret:
 // URLs in wrapped transport errors are redacted before they are stored.
 type Error struct {
-	API        string        // the endpoint, e.g. "chat/create"
+	API        string        // the endpoint, e.g. "chat/create" or "v1.0/im/group/create"
 	HTTPStatus int           // 0 when no reply arrived
-	ErrCode    int           // DingTalk's errcode, 0 when the reply carried none
-	ErrMsg     string        // DingTalk's errmsg, or a description of what was wrong with the reply
+	ErrCode    int           // the old family's errcode, 0 when the reply carried none
+	Code       string        // v1.0's error code (e.g. "parameter.invalid"), "" when the reply carried none
+	ErrMsg     string        // DingTalk's errmsg / message, or a description of what was wrong with the reply
 	SubCode    string        // DingTalk's sub_code (also parsed from "subcode=…" in errmsg)
-	RequestID  string        // DingTalk's request_id, for support tickets
+	RequestID  string        // DingTalk's request_id / requestid, for support tickets
 	RetryAfter time.Duration // how long DingTalk asked us to wait; 0 when it did not say
 	Class      Class         // what to do about it; see Classify
 	Err        error         // the underlying cause for transport and decoding failures (redacted)
@@ -63,6 +75,15 @@ func (e *Error) Error() string {
 	b.WriteString(e.API)
 	b.WriteString(": ")
 	switch {
+	case e.Code != "":
+		fmt.Fprintf(&b, "HTTP %d ", e.HTTPStatus)
+		if _, ok := knownV1Codes[e.Code]; !ok && !isV1RateLimit(e.Code) && !strings.HasPrefix(e.Code, "groupTemplate.") {
+			b.WriteString("unknown code ")
+		}
+		b.WriteString(e.Code)
+		if e.ErrMsg != "" {
+			fmt.Fprintf(&b, ": %s", e.ErrMsg)
+		}
 	case e.ErrCode != 0:
 		if meaning, ok := knownCodes[e.ErrCode]; ok {
 			fmt.Fprintf(&b, "errcode %d (%s)", e.ErrCode, meaning)
@@ -101,6 +122,10 @@ func (e *Error) Error() string {
 
 // Unwrap returns the underlying cause, so errors.Is(err, context.DeadlineExceeded) works.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Refused reports whether DingTalk answered with an error code: a refusal,
+// so the request took no effect.
+func (e *Error) Refused() bool { return e.ErrCode != 0 || e.Code != "" }
 
 // Classify returns what a caller should do about err. Errors that did not come
 // from this package are Permanent, except context deadlines, which are Transient.
@@ -184,19 +209,26 @@ func isRateLimitCode(code int) bool {
 	return false
 }
 
-// isTokenCode reports whether a code says the access token is no good, which
-// earns one forced refresh and one retry.
-func isTokenCode(code int) bool {
-	return code == CodeInvalidToken || code == CodeTokenExpired || code == CodeInvalidCredential
+// isTokenError reports whether DingTalk refused the access token, which earns
+// one forced refresh and one retry: errcode 40001, 40014 or 42001 from the
+// old family; HTTP 401 or an InvalidAuthentication code from v1.0.
+func isTokenError(e *Error) bool {
+	switch e.ErrCode {
+	case CodeInvalidToken, CodeTokenExpired, CodeInvalidCredential:
+		return true
+	}
+	return e.HTTPStatus == http.StatusUnauthorized || strings.HasPrefix(e.Code, CodeV1InvalidAuthentication)
 }
 
-// classifyCode is the one table from a DingTalk errcode (with its sub_code) to a Class.
+// classifyCode is the one table from an old-family errcode (with its sub_code) to a Class.
 func classifyCode(code int, subCode string) Class {
 	switch {
 	case code == CodeSystemBusy || code == CodeSystemError:
 		return Transient
 	case isRateLimitCode(code):
 		return RateLimited
+	case code == CodeMonthlyQuota:
+		return QuotaExhausted
 	case code == CodeSubCodeCarrier:
 		if n, err := strconv.Atoi(subCode); err == nil {
 			if isRateLimitCode(n) {
@@ -206,6 +238,56 @@ func classifyCode(code int, subCode string) Class {
 				return Transient
 			}
 		}
+	}
+	return Permanent
+}
+
+// v1.0 error codes the client acts on (the "code" of a v1.0 error reply).
+// Codes not listed here are permanent, and their error text says so.
+const (
+	CodeV1QPSAppAPI             = "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi" // the app's QPS for this API
+	CodeV1QPSAPI                = "Forbidden.AccessDenied.QpsLimitForApi"          // this API, all apps
+	CodeV1QPMAppAPI             = "Forbidden.AccessDenied.QpmLimitForAppkeyAndApi" // the app's calls per minute for this API
+	CodeV1QPSExceeded           = "qps.exceed.limit"
+	CodeV1MonthlyQuota          = "Forbidden.AccessDenied.ApiCountLimitForOrg"
+	CodeV1SystemError           = "system.error"
+	CodeV1SystemBusy            = "system.busy"
+	CodeV1InvalidAuthentication = "InvalidAuthentication"
+	CodeV1MissingToken          = "AuthenticationFailed.MissingParameter" // no token header (a query-string token does not count)
+	CodeV1InvalidParameter      = "parameter.invalid"
+	CodeV1PermissionDenied      = "permession.checkFailed" // DingTalk's spelling
+	CodeV1MemberNotFound        = "member.notFound"
+	CodeV1MemberExceed          = "member.exceed"
+	CodeV1TemplateNotFound      = "groupTemplate.notFound"
+	CodeV1InvalidAppCredentials = "invalidClientIdOrSecret"
+)
+
+// knownV1Codes gives each v1.0 code the client knows; the others are reported as unknown.
+var knownV1Codes = map[string]bool{
+	CodeV1MonthlyQuota: true, CodeV1SystemError: true, CodeV1SystemBusy: true,
+	CodeV1InvalidAuthentication: true, CodeV1MissingToken: true, CodeV1InvalidParameter: true,
+	CodeV1PermissionDenied: true, CodeV1MemberNotFound: true, CodeV1MemberExceed: true,
+	CodeV1InvalidAppCredentials: true,
+}
+
+func isV1RateLimit(code string) bool {
+	switch code {
+	case CodeV1QPSAppAPI, CodeV1QPSAPI, CodeV1QPMAppAPI, CodeV1QPSExceeded:
+		return true
+	}
+	return false
+}
+
+// classifyV1 is the one table from a v1.0 error reply (HTTP status and code)
+// to a Class. A reply with a code is a refusal, so never OutcomeUnknown.
+func classifyV1(status int, code string) Class {
+	switch {
+	case isV1RateLimit(code):
+		return RateLimited
+	case code == CodeV1MonthlyQuota:
+		return QuotaExhausted
+	case code == CodeV1SystemError || code == CodeV1SystemBusy || status == http.StatusTooManyRequests || status >= 500:
+		return Transient
 	}
 	return Permanent
 }

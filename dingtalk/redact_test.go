@@ -28,7 +28,7 @@ func TestNoSecretInAnyError(t *testing.T) {
 		run  func(t *testing.T) error
 	}{
 		{"gettoken connection refused", func(t *testing.T) error {
-			c, err := NewClient(Options{BaseURL: deadAddr(t), AppKey: testKey, AppSecret: testSecret})
+			c, err := NewClient(Options{Family: Legacy, BaseURL: deadAddr(t), AppKey: testKey, AppSecret: testSecret})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -38,7 +38,7 @@ func TestNoSecretInAnyError(t *testing.T) {
 		{"gettoken timeout", func(t *testing.T) error {
 			mux := http.NewServeMux()
 			mux.HandleFunc("/gettoken", func(w http.ResponseWriter, r *http.Request) { hang(t, r) })
-			c, err := NewClient(Options{BaseURL: serve(t, mux), AppKey: testKey, AppSecret: testSecret,
+			c, err := NewClient(Options{Family: Legacy, BaseURL: serve(t, mux), AppKey: testKey, AppSecret: testSecret,
 				HTTPClient: &http.Client{Timeout: 50 * time.Millisecond}})
 			if err != nil {
 				t.Fatal(err)
@@ -49,7 +49,7 @@ func TestNoSecretInAnyError(t *testing.T) {
 		{"gettoken refused credentials", func(t *testing.T) error {
 			mux := http.NewServeMux()
 			mux.HandleFunc("/gettoken", replyWith(200, js, `{"errcode":40089,"errmsg":"bad"}`))
-			c, err := NewClient(Options{BaseURL: serve(t, mux), AppKey: testKey, AppSecret: testSecret})
+			c, err := NewClient(Options{Family: Legacy, BaseURL: serve(t, mux), AppKey: testKey, AppSecret: testSecret})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,7 +57,7 @@ func TestNoSecretInAnyError(t *testing.T) {
 			return err
 		}},
 		{"API connection refused", func(t *testing.T) error {
-			c, err := NewClient(Options{BaseURL: deadAddr(t), TokenSource: staticToken(muxToken)})
+			c, err := NewClient(Options{Family: Legacy, BaseURL: deadAddr(t), TokenSource: staticToken(muxToken)})
 			if err != nil {
 				t.Fatal(err)
 			}

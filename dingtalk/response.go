@@ -65,27 +65,46 @@ func readBody(r io.Reader) ([]byte, bool, error) {
 	return b, false, err
 }
 
+// v1Reply is the body of a v1.0 error: {"code","message","requestid"}, or
+// from the gateway {"Code","Message","RequestId"}. encoding/json matches
+// keys case-insensitively, so one struct reads both.
+type v1Reply struct {
+	Code      flexString `json:"code"`
+	Message   string     `json:"message"`
+	RequestID string     `json:"requestid"`
+}
+
 // checkResponse turns one HTTP reply into v, or into an *Error saying what
-// was wrong. It is the only place that interprets DingTalk's replies.
-// mutating marks APIs whose effect cannot be deduplicated (chat/create): a
-// reply that proves nothing about the outcome is then OutcomeUnknown.
+// was wrong. It is the only place that interprets DingTalk's replies, of
+// either family: the old one answers HTTP 200 with errcode/errmsg; v1.0
+// answers 200 with the fields, or an error status with a code.
+// mutating marks APIs with an effect: a reply that proves nothing about the
+// outcome is then OutcomeUnknown. A reply carrying a code never is.
 func checkResponse(api string, mutating bool, status int, header http.Header, body []byte, v result) error {
 	unreadable := unreadableClass(mutating)
 	e := &Error{API: api, HTTPStatus: status, RetryAfter: retryAfter(header)}
+	trimmed := bytes.TrimSpace(body)
 
-	switch {
-	case status == http.StatusForbidden || status == http.StatusTooManyRequests:
-		e.Class, e.ErrMsg = RateLimited, "rate limited ("+describeBody(header, body)+")"
-		return e
-	case status >= 500:
-		e.Class, e.ErrMsg = unreadable, "server error ("+describeBody(header, body)+")"
-		return e
-	case status != http.StatusOK:
-		e.Class, e.ErrMsg = Permanent, "unexpected HTTP status ("+describeBody(header, body)+")"
+	if status != http.StatusOK {
+		var r v1Reply
+		if len(trimmed) > 0 && trimmed[0] == '{' && json.Unmarshal(trimmed, &r) == nil && r.Code != "" {
+			e.Code, e.ErrMsg, e.RequestID = string(r.Code), r.Message, r.RequestID
+			e.Class = classifyV1(status, e.Code)
+			return e
+		}
+		switch {
+		case status == http.StatusUnauthorized:
+			e.Class, e.ErrMsg = Permanent, "unauthorized ("+describeBody(header, body)+")"
+		case status == http.StatusForbidden || status == http.StatusTooManyRequests:
+			e.Class, e.ErrMsg = RateLimited, "rate limited ("+describeBody(header, body)+")"
+		case status >= 500:
+			e.Class, e.ErrMsg = unreadable, "server error ("+describeBody(header, body)+")"
+		default:
+			e.Class, e.ErrMsg = Permanent, "unexpected HTTP status ("+describeBody(header, body)+")"
+		}
 		return e
 	}
 
-	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		if looksLikeHTML(header, trimmed) {
 			// An IP ban answers with a page instead of JSON; nothing was done.

@@ -66,7 +66,7 @@ func TestClassification(t *testing.T) {
 		{"no permission", replyWith(200, js, `{"errcode":43007,"errmsg":"无权限"}`), Permanent, Permanent, 43007, 0, "no permission"},
 		{"bad parameter", replyWith(200, js, `{"errcode":400002,"errmsg":"参数错误"}`), Permanent, Permanent, 400002, 0, "bad parameter"},
 		{"group rule", replyWith(200, js, `{"errcode":49005,"errmsg":"x"}`), Permanent, Permanent, 49005, 0, ""},
-		{"monthly quota", replyWith(200, js, `{"errcode":90020,"errmsg":"x"}`), Permanent, Permanent, 90020, 0, "monthly"},
+		{"monthly quota", replyWith(200, js, `{"errcode":90020,"errmsg":"x"}`), QuotaExhausted, QuotaExhausted, 90020, 0, "monthly"},
 		{"unknown code", replyWith(200, js, `{"errcode":777777,"errmsg":"新错误","request_id":"rq1"}`), Permanent, Permanent, 777777, 0, "unknown errcode 777777"},
 	}
 	for _, tt := range tests {
@@ -90,6 +90,70 @@ func TestClassification(t *testing.T) {
 				}
 				if e.ErrCode != tt.code || e.RetryAfter != tt.retryAfter {
 					t.Errorf("%s: errcode %d retryAfter %v, want %d %v", e.API, e.ErrCode, e.RetryAfter, tt.code, tt.retryAfter)
+				}
+				if !strings.Contains(got.err.Error(), tt.inText) || !strings.HasPrefix(got.err.Error(), "dingtalk: "+e.API+": ") {
+					t.Errorf("error text %q, want prefix and %q", got.err, tt.inText)
+				}
+			}
+		})
+	}
+}
+
+// TestV1Classification is the v1.0 half of the one classification table:
+// each reply is tried on an idempotent v1.0 call (sceneGroups/query) and on
+// a create (group/create).
+func TestV1Classification(t *testing.T) {
+	tests := []struct {
+		name      string
+		handler   http.HandlerFunc
+		read      Class
+		create    Class
+		code      string
+		requestID string
+		inText    string
+	}{
+		{"app QPS, gateway casing", replyWith(403, js, `{"Code":"Forbidden.AccessDenied.QpsLimitForAppkeyAndApi","Message":"qps","RequestId":"r1","HostId":"api"}`),
+			RateLimited, RateLimited, CodeV1QPSAppAPI, "r1", "HTTP 403 Forbidden.AccessDenied.QpsLimitForAppkeyAndApi: qps"},
+		{"API QPS", replyWith(403, js, `{"Code":"Forbidden.AccessDenied.QpsLimitForApi"}`), RateLimited, RateLimited, CodeV1QPSAPI, "", ""},
+		{"app QPM", replyWith(403, js, `{"Code":"Forbidden.AccessDenied.QpmLimitForAppkeyAndApi"}`), RateLimited, RateLimited, CodeV1QPMAppAPI, "", ""},
+		{"qps.exceed.limit", replyWith(400, js, `{"code":"qps.exceed.limit","message":"x","requestid":"r2"}`), RateLimited, RateLimited, CodeV1QPSExceeded, "r2", ""},
+		{"monthly quota", replyWith(403, js, `{"Code":"Forbidden.AccessDenied.ApiCountLimitForOrg","Message":"quota"}`),
+			QuotaExhausted, QuotaExhausted, CodeV1MonthlyQuota, "", "ApiCountLimitForOrg"},
+		{"system.error", replyWith(500, js, `{"code":"system.error","message":"请重试","requestid":"r3"}`), Transient, Transient, CodeV1SystemError, "r3", "HTTP 500 system.error"},
+		{"system.busy", replyWith(429, js, `{"code":"system.busy","message":"busy"}`), Transient, Transient, CodeV1SystemBusy, "", ""},
+		{"other 5xx with a code", replyWith(503, js, `{"code":"ServiceUnavailable"}`), Transient, Transient, "ServiceUnavailable", "", ""},
+		{"502 page", replyWith(502, "text/html", `<html>502</html>`), Transient, OutcomeUnknown, "", "", "HTTP 502"},
+		{"parameter.invalid", replyWith(400, js, `{"code":"parameter.invalid","message":"输入参数错误"}`), Permanent, Permanent, CodeV1InvalidParameter, "", "输入参数错误"},
+		{"permession.checkFailed", replyWith(400, js, `{"code":"permession.checkFailed","message":"群主不在应用可见性内"}`), Permanent, Permanent, CodeV1PermissionDenied, "", ""},
+		{"member.notFound", replyWith(400, js, `{"code":"member.notFound"}`), Permanent, Permanent, CodeV1MemberNotFound, "", ""},
+		{"member.exceed", replyWith(400, js, `{"code":"member.exceed"}`), Permanent, Permanent, CodeV1MemberExceed, "", ""},
+		{"template not found", replyWith(400, js, `{"code":"groupTemplate.notFound"}`), Permanent, Permanent, CodeV1TemplateNotFound, "", ""},
+		{"template permission", replyWith(400, js, `{"code":"groupTemplate.permessionDenied.appNotInstalled"}`), Permanent, Permanent, "groupTemplate.permessionDenied.appNotInstalled", "", ""},
+		{"a 403 that is a permission", replyWith(403, js, `{"Code":"Forbidden.AccessDenied.AccessTokenPermissionDenied"}`), Permanent, Permanent, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "", "unknown code"},
+		{"unknown code", replyWith(400, js, `{"code":"brand.new","message":"新"}`), Permanent, Permanent, "brand.new", "", "unknown code brand.new"},
+		{"truncated success", replyWith(200, js, `{"chatid":"c`), Transient, OutcomeUnknown, "", "", "malformed JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mux, _ := setupMux(t, v1)
+			mux.HandleFunc("/v1.0/im/sceneGroups/query", tt.handler)
+			mux.HandleFunc("/v1.0/im/group/create", tt.handler)
+			ctx := context.Background()
+			_, readErr := c.SceneGroup(ctx, "cid1")
+			_, createErr := c.CreateChat(ctx, &CreateChatRequest{Name: "n", Owner: "o", UserIDs: []string{"o"}})
+			for _, got := range []struct {
+				err  error
+				want Class
+			}{{readErr, tt.read}, {createErr, tt.create}} {
+				var e *Error
+				if !errors.As(got.err, &e) {
+					t.Fatalf("err = %v, want *Error", got.err)
+				}
+				if Classify(got.err) != got.want || e.Code != tt.code || e.RequestID != tt.requestID {
+					t.Errorf("%s: class %v code %q request id %q, want %v %q %q (%v)", e.API, Classify(got.err), e.Code, e.RequestID, got.want, tt.code, tt.requestID, got.err)
+				}
+				if e.Refused() != (tt.code != "") {
+					t.Errorf("%s: Refused() = %v with code %q", e.API, e.Refused(), e.Code)
 				}
 				if !strings.Contains(got.err.Error(), tt.inText) || !strings.HasPrefix(got.err.Error(), "dingtalk: "+e.API+": ") {
 					t.Errorf("error text %q, want prefix and %q", got.err, tt.inText)
@@ -148,7 +212,7 @@ func TestTransportFailures(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		c, err := NewClient(Options{BaseURL: "http://" + addr, TokenSource: staticToken(muxToken)})
+		c, err := NewClient(Options{Family: Legacy, BaseURL: "http://" + addr, TokenSource: staticToken(muxToken)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,6 +259,24 @@ func TestBadTokenIsRefreshedOnceAndRetried(t *testing.T) {
 			}
 		})
 	}
+	t.Run("v1.0 recovers after 401 InvalidAuthentication", func(t *testing.T) {
+		c, mux, _ := setupMux(t, v1)
+		var calls atomic.Int32
+		mux.HandleFunc("/v1.0/im/group/update", func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("x-acs-dingtalk-access-token") != muxToken || r.URL.Query().Has("access_token") {
+				t.Errorf("token placement: header %q, query %q", r.Header.Get("x-acs-dingtalk-access-token"), r.URL.RawQuery)
+			}
+			if calls.Add(1) == 1 {
+				replyWith(401, js, `{"code":"InvalidAuthentication","message":"不合法的access_token"}`)(w, r)
+				return
+			}
+			_, _ = w.Write([]byte(`{"success":true}`))
+		})
+		err := c.UpdateChat(context.Background(), &UpdateChatRequest{ChatID: "chat1", AddUserIDs: []string{"u1"}})
+		if err != nil || calls.Load() != 2 {
+			t.Fatalf("UpdateChat = %v after %d calls; want success on the second", err, calls.Load())
+		}
+	})
 	t.Run("gives up after one retry", func(t *testing.T) {
 		c, mux, _ := setupMux(t)
 		var calls atomic.Int32

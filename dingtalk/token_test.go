@@ -108,7 +108,7 @@ func TestTokenLifetimeFallbacks(t *testing.T) {
 				fetches.Add(1)
 				_, _ = w.Write([]byte(tt.body))
 			})
-			c, err := NewClient(Options{BaseURL: serve(t, mux), AppKey: "k", AppSecret: "s", Now: clock.Now})
+			c, err := NewClient(Options{Family: Legacy, BaseURL: serve(t, mux), AppKey: "k", AppSecret: "s", Now: clock.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +144,7 @@ func TestTokenFetchFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			mux := http.NewServeMux()
 			mux.HandleFunc("/gettoken", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(tt.body)) })
-			c, err := NewClient(Options{BaseURL: serve(t, mux), AppKey: "k", AppSecret: "s"})
+			c, err := NewClient(Options{Family: Legacy, BaseURL: serve(t, mux), AppKey: "k", AppSecret: "s"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,7 +166,7 @@ func TestTokenWaitGivesUpWithContext(t *testing.T) {
 	})
 	url := serve(t, mux)
 	t.Cleanup(func() { close(release) })
-	c, err := NewClient(Options{BaseURL: url, AppKey: "k", AppSecret: "s"})
+	c, err := NewClient(Options{Family: Legacy, BaseURL: url, AppKey: "k", AppSecret: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,36 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
-// settingNames are chat/create's and chat/update's numeric flags.
+// DingTalk's limits the simulator enforces.
+const (
+	maxNameRunes        = 20
+	maxUsersPerCall     = 40
+	maxMembers          = 1000
+	maxSceneTitleRunes  = 30
+	maxSceneUsersCreate = 999
+	maxSceneUsersAdd    = 100
+)
+
+// Old-family codes of qrcode/get's own.
+const (
+	codeInvalidUserQR  = 40003
+	codeInvalidChatQR  = 34001
+	codeUserNotInGroup = 60124
+)
+
+// settingNames are the groups' numeric flags, in camelCase as chat/create,
+// v1.0 group/create and sceneGroups/query spell them.
 var settingNames = []string{"showHistoryType", "searchable", "validationType", "mentionAllAuthority", "managementType", "chatBannedType"}
 
-func (s *Server) createChat(_ *http.Request, body map[string]json.RawMessage) answer {
+func isV1(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/v1.0/") }
+
+// createChat serves chat/create and v1.0 group/create: the same fields, the
+// settings flat in the old family and under managementOptions in v1.0.
+func (s *Server) createChat(r *http.Request, body map[string]json.RawMessage) answer {
 	var name, owner, icon string
 	var users []string
 	for _, f := range []struct {
@@ -23,48 +46,51 @@ func (s *Server) createChat(_ *http.Request, body map[string]json.RawMessage) an
 		dst any
 	}{{"name", &name}, {"owner", &owner}, {"useridlist", &users}, {"icon", &icon}} {
 		if err := field(body, f.key, f.dst); err != nil {
-			return fail(codeBadParameter, err.Error())
+			return fail(badParameter, err.Error())
 		}
 	}
-	settings, err := readSettings(body)
+	settings, err := chatSettings(r, body)
 	if err != nil {
-		return fail(codeBadParameter, err.Error())
+		return fail(badParameter, err.Error())
 	}
 	switch n := utf8.RuneCountInString(name); {
 	case n < 1 || n > maxNameRunes:
-		return fail(codeBadParameter, fmt.Sprintf("群名称长度须为1~20个字符: %d", n))
+		return fail(badParameter, fmt.Sprintf("群名称长度须为1~20个字符: %d", n))
 	case owner == "":
-		return fail(codeBadParameter, "owner不能为空")
+		return fail(badParameter, "owner不能为空")
 	case len(users) == 0:
-		return fail(codeBadParameter, "useridlist不能为空")
+		return fail(badParameter, "useridlist不能为空")
 	case len(users) > maxUsersPerCall:
-		return fail(codeTooManyInCall, fmt.Sprintf("每次最多支持%d人", maxUsersPerCall))
+		return fail(tooManyInCall, fmt.Sprintf("每次最多支持%d人", maxUsersPerCall))
 	case !slices.Contains(users, owner):
-		return fail(codeBadParameter, "群主必须为会话useridlist的成员之一")
+		return fail(badParameter, "群主必须为会话useridlist的成员之一")
 	}
 	if u := s.firstUnknown(users); u != "" {
-		return fail(codeInvalidUser, "无效的USERID: "+u)
+		return fail(unknownUser, "无效的USERID: "+u)
 	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	members := dedupe(users)
-	key := groupKey(name, owner, members)
+	g := s.addGroup(&Group{Name: name, Owner: owner, Members: dedupe(users), Settings: settings, Icon: icon})
+	return ok(map[string]any{"chatid": g.ChatID, "openConversationId": g.OpenConversationID, "conversationTag": 2})
+}
+
+// addGroup stores a new group, counting duplicates; s.mu must be held.
+func (s *Server) addGroup(g *Group) *Group {
+	key := groupKey(g.Name, g.Owner, g.Members)
 	if s.seen[key] {
 		s.stats.Duplicates++
 	}
 	s.seen[key] = true
-	g := &Group{
-		ChatID: "chat" + randomHex(16), OpenConversationID: "cid" + randomHex(12),
-		Name: name, Owner: owner, Members: members, Settings: settings, Icon: icon, CreatedAt: s.now(),
-	}
+	g.ChatID, g.OpenConversationID, g.CreatedAt = "chat"+randomHex(16), "cid"+randomHex(12), s.now()
 	s.groups[g.ChatID] = g
+	s.byCID[g.OpenConversationID] = g
 	s.order = append(s.order, g.ChatID)
 	s.stats.GroupsCreated++
-	return ok(map[string]any{"chatid": g.ChatID, "openConversationId": g.OpenConversationID, "conversationTag": 2})
+	return g
 }
 
-func (s *Server) updateChat(_ *http.Request, body map[string]json.RawMessage) answer {
+// updateChat serves chat/update and v1.0 group/update.
+func (s *Server) updateChat(r *http.Request, body map[string]json.RawMessage) answer {
 	var chatID, name, owner, icon string
 	var add, del []string
 	for _, f := range []struct {
@@ -72,53 +98,48 @@ func (s *Server) updateChat(_ *http.Request, body map[string]json.RawMessage) an
 		dst any
 	}{{"chatid", &chatID}, {"name", &name}, {"owner", &owner}, {"icon", &icon}, {"add_useridlist", &add}, {"del_useridlist", &del}} {
 		if err := field(body, f.key, f.dst); err != nil {
-			return fail(codeBadParameter, err.Error())
+			return fail(badParameter, err.Error())
 		}
 	}
-	settings, err := readSettings(body)
+	settings, err := chatSettings(r, body)
 	if err != nil {
-		return fail(codeBadParameter, err.Error())
+		return fail(badParameter, err.Error())
 	}
 	if chatID == "" {
-		return fail(codeChatIDMissing, "chatid不能为空")
+		return fail(chatIDMissing, "chatid不能为空")
 	}
 	if n := utf8.RuneCountInString(name); n > maxNameRunes {
-		return fail(codeBadParameter, fmt.Sprintf("群名称长度须为1~20个字符: %d", n))
+		return fail(badParameter, fmt.Sprintf("群名称长度须为1~20个字符: %d", n))
 	}
 	if len(add) > maxUsersPerCall {
-		return fail(codeTooManyInCall, fmt.Sprintf("每次最多支持%d人", maxUsersPerCall))
+		return fail(tooManyInCall, fmt.Sprintf("每次最多支持%d人", maxUsersPerCall))
 	}
 	for _, u := range add {
 		if slices.Contains(del, u) {
-			return fail(codeListsOverlap, "add_useridlist和del_useridlist重叠: "+u)
+			return fail(listsOverlap, "add_useridlist和del_useridlist重叠: "+u)
 		}
 	}
 	if u := s.firstUnknown(append(add, owner)); u != "" {
-		return fail(codeInvalidUser, "无效的USERID: "+u)
+		return fail(unknownUser, "无效的USERID: "+u)
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, found := s.groups[chatID]
 	if !found {
-		return fail(codeInvalidChat, "不合法的chatid")
+		return fail(unknownChat, "不合法的chatid")
 	}
-	members := slices.Clone(g.Members)
-	for _, u := range add {
-		if !slices.Contains(members, u) {
-			members = append(members, u)
-		}
+	members, refusal := s.withMembers(g, add)
+	if refusal.refused() {
+		return refusal
 	}
 	members = slices.DeleteFunc(members, func(u string) bool { return slices.Contains(del, u) })
 	newOwner := g.Owner
 	if owner != "" {
 		newOwner = owner
 	}
-	switch {
-	case len(members) > maxMembers:
-		return fail(codeGroupTooLarge, fmt.Sprintf("群人数上限为%d", maxMembers))
-	case !slices.Contains(members, newOwner):
-		return fail(codeBadParameter, "群主必须为群成员")
+	if !slices.Contains(members, newOwner) {
+		return fail(badParameter, "群主必须为群成员")
 	}
 	g.Members, g.Owner = members, newOwner
 	if name != "" {
@@ -130,19 +151,41 @@ func (s *Server) updateChat(_ *http.Request, body map[string]json.RawMessage) an
 	for k, v := range settings {
 		g.Settings[k] = v
 	}
+	if isV1(r) {
+		return ok(map[string]any{"success": true})
+	}
 	return ok(map[string]any{})
+}
+
+// withMembers returns g's members with add appended, or the refusal an add
+// gets: a member already in the group (if so configured), or the group
+// growing past its limit. s.mu must be held.
+func (s *Server) withMembers(g *Group, add []string) ([]string, answer) {
+	members := slices.Clone(g.Members)
+	for _, u := range add {
+		switch {
+		case !slices.Contains(members, u):
+			members = append(members, u)
+		case s.cfg.RefuseExistingMembers:
+			return nil, fail(badParameter, "成员已在群中: "+u)
+		}
+	}
+	if len(members) > maxMembers {
+		return nil, fail(groupTooLarge, fmt.Sprintf("群人数上限为%d", maxMembers))
+	}
+	return members, answer{}
 }
 
 func (s *Server) getChat(r *http.Request, _ map[string]json.RawMessage) answer {
 	chatID := r.URL.Query().Get("chatid")
 	if chatID == "" {
-		return fail(codeChatIDMissing, "chatid不能为空")
+		return fail(chatIDMissing, "chatid不能为空")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, found := s.groups[chatID]
 	if !found {
-		return fail(codeInvalidChat, "不合法的chatid")
+		return fail(unknownChat, "不合法的chatid")
 	}
 	info := map[string]any{
 		"name": g.Name, "owner": g.Owner, "useridlist": g.Members,
@@ -156,23 +199,27 @@ func (s *Server) getChat(r *http.Request, _ map[string]json.RawMessage) answer {
 
 func (s *Server) qrCode(_ *http.Request, body map[string]json.RawMessage) answer {
 	var chatID, userID string
-	if err := errors.Join(field(body, "chatid", &chatID), field(body, "userid", &userID)); err != nil {
-		return fail(codeBadParameter, err.Error())
+	if err := errorsJoin(field(body, "chatid", &chatID), field(body, "userid", &userID)); err != nil {
+		return fail(badParameter, err.Error())
 	}
 	if userID == "" || s.firstUnknown([]string{userID}) != "" {
-		return fail(codeInvalidUserQR, "不合法的userid")
+		return answer{errcode: codeInvalidUserQR, msg: "不合法的userid"}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, found := s.groups[chatID]
 	if !found {
-		return fail(codeInvalidChatQR, "无效的chatId")
+		return answer{errcode: codeInvalidChatQR, msg: "无效的chatId"}
 	}
 	if !slices.Contains(g.Members, userID) {
-		return fail(codeUserNotInGroup, "用户不在此群中")
+		return answer{errcode: codeUserNotInGroup, msg: "用户不在此群中"}
 	}
-	link := "https://qr.dingtalk.com/action/joingroup?code=v1," + g.OpenConversationID + "," + url.QueryEscape(userID) + "&_dt_no_comment=1&origin=11"
-	return ok(map[string]any{"result": link, "success": true})
+	return ok(map[string]any{"result": joinLink(g, userID), "success": true})
+}
+
+// joinLink is a group's join link as shared by userID: stable per group and sharer.
+func joinLink(g *Group, userID string) string {
+	return "https://qr.dingtalk.com/action/joingroup?code=v1," + g.OpenConversationID + "," + url.QueryEscape(userID) + "&_dt_no_comment=1&origin=11"
 }
 
 func (s *Server) firstUnknown(users []string) string {
@@ -222,18 +269,39 @@ func field(body map[string]json.RawMessage, key string, dst any) error {
 	return nil
 }
 
-func readSettings(body map[string]json.RawMessage) (map[string]int, error) {
+func errorsJoin(errs ...error) error { return errors.Join(errs...) }
+
+// chatSettings reads a plain group's flags: flat in the old family, under
+// managementOptions in v1.0.
+func chatSettings(r *http.Request, body map[string]json.RawMessage) (map[string]int, error) {
+	if !isV1(r) {
+		return readSettings(body, nil)
+	}
+	var opts map[string]json.RawMessage
+	if err := field(body, "managementOptions", &opts); err != nil {
+		return nil, err
+	}
+	return readSettings(opts, nil)
+}
+
+// readSettings reads the 0/1 flags from body, under the names rename gives
+// (nil: the camelCase names themselves), keyed by their camelCase names.
+func readSettings(body map[string]json.RawMessage, rename map[string]string) (map[string]int, error) {
 	out := map[string]int{}
 	for _, k := range settingNames {
+		key := k
+		if rename != nil {
+			key = rename[k]
+		}
 		var v *int
-		if err := field(body, k, &v); err != nil {
+		if err := field(body, key, &v); err != nil {
 			return nil, err
 		}
 		if v == nil {
 			continue
 		}
 		if *v != 0 && *v != 1 {
-			return nil, fmt.Errorf("参数%s只能为0或1", k)
+			return nil, fmt.Errorf("参数%s只能为0或1", key)
 		}
 		out[k] = *v
 	}

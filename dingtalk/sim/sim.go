@@ -1,16 +1,27 @@
-// Package sim is a DingTalk simulator: the group-chat server API (gettoken,
-// chat/create, chat/update, chat/get, topapi/chat/qrcode/get) with DingTalk's
-// limits, error codes and token lifetimes, plus fault injection (system busy,
-// QPS limits, 502s, lost replies, latency). It records what it did, so tests
-// can assert on groups, members, calls and duplicates.
+// Package sim is a DingTalk simulator: the group-chat server API of both
+// families, with DingTalk's limits, error codes, error shapes and token
+// rules, plus fault injection (system busy, QPS limits, the monthly quota,
+// 502s, lost replies, latency). It records what it did, so tests can assert
+// on groups, members, calls and duplicates.
 //
-// A *Server is an http.Handler: serve it from httptest.NewServer in tests, or
-// from an http.Server as a standalone simulator. It is safe for concurrent use.
+// The old family (oapi): GET /gettoken, POST /chat/create, POST /chat/update,
+// GET /chat/get, POST /topapi/chat/qrcode/get; errors are HTTP 200 with
+// errcode/errmsg, the token is the access_token query parameter.
+//
+// The v1.0 family (api): POST /v1.0/oauth2/accessToken,
+// /v1.0/im/group/create and /update, scene groups through
+// /v1.0/im/sceneGroup/create, /sceneGroup/member/add, /sceneGroups/query and
+// /sceneGroups/members/batchQuery; errors are an HTTP status with
+// {"code","message","requestid"} ({"Code","Message","RequestId"} from the
+// gateway); the token is the x-acs-dingtalk-access-token header.
+//
+// One server answers both hosts (their paths do not overlap), and one token
+// serves both, as on DingTalk. A *Server is an http.Handler: serve it from
+// httptest.NewServer in tests, or from an http.Server as a standalone
+// simulator. It is safe for concurrent use.
 package sim
 
 import (
-	crand "crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
 	"net/http"
@@ -23,14 +34,26 @@ import (
 )
 
 // Config sets up a Server. The zero value is a well-behaved DingTalk that
-// accepts any app key and secret.
+// accepts any app key and secret and has no scene-group template.
 type Config struct {
-	AppKey    string // the only app key gettoken accepts; empty accepts any
-	AppSecret string // the only secret gettoken accepts; empty accepts any
+	AppKey    string // the only app key the token endpoints accept; empty accepts any
+	AppSecret string // the only secret the token endpoints accept; empty accepts any
 	// TokenLifetime is how long an issued token is valid; default 7200 s.
 	TokenLifetime time.Duration
-	// UnknownUsers are userids DingTalk answers "invalid userid" for.
+	// UnknownUsers are userids DingTalk does not know.
 	UnknownUsers []string
+	// SceneTemplates are the published scene-group templates' ids.
+	SceneTemplates []string
+	// RefuseRepeatedUUID makes a sceneGroup/create whose uuid was used before
+	// answer an error (400 parameter.invalid) instead of the first group.
+	// DingTalk's documentation does not say which it does.
+	RefuseRepeatedUUID bool
+	// RefuseExistingMembers makes an add naming someone already in the group
+	// answer an error instead of doing nothing. Undocumented either way.
+	RefuseExistingMembers bool
+	// MonthlyQuota is how many calls the organisation may make (token calls
+	// and calls refused for QPS do not count); 0: no quota.
+	MonthlyQuota int
 	Faults       Faults
 	Seed         uint64           // seeds fault injection; 0 picks a random seed
 	Now          func() time.Time // default time.Now
@@ -39,23 +62,26 @@ type Config struct {
 // Faults are the failures the simulator injects. Injected failures happen
 // before the call takes effect, except LostReplyRate.
 type Faults struct {
-	BusyRate       float64       // probability of errcode -1 or 400001 (system busy / system error)
+	BusyRate       float64       // probability of "system busy": -1 / 400001, or v1.0's 429 system.busy / 500 system.error
 	BadGatewayRate float64       // probability of an HTTP 502 HTML page
 	LostReplyRate  float64       // probability that a call takes effect but its reply is an HTTP 502
-	QPS            int           // calls per second allowed per API (burst QPS); over it: 90018, or 88 with subcode=90018 on topapi; 0: no limit
+	QPS            int           // calls per second allowed per API (a token bucket, burst QPS); 0: no limit
 	Latency        time.Duration // added to every reply
 }
 
 // Stats counts what the simulator saw and did.
 type Stats struct {
-	Calls         map[string]int // requests per API ("gettoken", "chat/create", …), refused ones included
+	Calls         map[string]int // requests per API path ("gettoken", "chat/create", "v1.0/im/group/create", …), refused ones included
 	TokensIssued  int            // distinct tokens handed out
-	Busy          int            // injected -1 / 400001 answers
+	Busy          int            // injected busy answers
 	BadGateways   int            // injected 502s, lost replies included
 	LostReplies   int            // calls that took effect but were answered 502
 	RateLimited   int            // calls refused for QPS
+	QuotaRefused  int            // calls refused for the monthly quota
+	QuotaUsed     int            // calls counted against the monthly quota
 	GroupsCreated int
 	Duplicates    int // creates whose name, owner and members equal an earlier group's
+	UUIDRepeats   int // scene creates whose uuid was used before (no group made)
 }
 
 // Group is a group chat the simulator holds.
@@ -67,6 +93,8 @@ type Group struct {
 	Members            []string // in the order they joined
 	Settings           map[string]int
 	Icon               string
+	TemplateID         string // set for scene groups
+	UUID               string // the scene group's uuid, if it was given one
 	CreatedAt          time.Time
 }
 
@@ -86,8 +114,18 @@ type Server struct {
 	expiry   time.Time
 	old      map[string]bool // tokens issued before the current one
 	groups   map[string]*Group
+	byCID    map[string]*Group // by open conversation id
+	byUUID   map[string]*Group
 	order    []string        // chat ids in creation order
 	seen     map[string]bool // name|owner|sorted members of every created group
+}
+
+// route is one endpoint: its method, family and handler.
+type route struct {
+	method string
+	v1     bool // the v1.0 family: header token, HTTP-status errors
+	token  bool // a token endpoint: no token needed, not counted against the quota
+	serve  func(r *http.Request, body map[string]json.RawMessage) answer
 }
 
 // New returns a simulator.
@@ -108,14 +146,22 @@ func New(cfg Config) *Server {
 		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		stats:  Stats{Calls: map[string]int{}},
 		old:    map[string]bool{},
-		groups: map[string]*Group{}, seen: map[string]bool{},
+		groups: map[string]*Group{}, byCID: map[string]*Group{}, byUUID: map[string]*Group{}, seen: map[string]bool{},
 	}
+	get, post := http.MethodGet, http.MethodPost
 	s.routes = map[string]route{
-		"gettoken":               {http.MethodGet, s.getToken},
-		"chat/create":            {http.MethodPost, s.createChat},
-		"chat/update":            {http.MethodPost, s.updateChat},
-		"chat/get":               {http.MethodGet, s.getChat},
-		"topapi/chat/qrcode/get": {http.MethodPost, s.qrCode},
+		"gettoken":                               {method: get, token: true, serve: s.getToken},
+		"chat/create":                            {method: post, serve: s.createChat},
+		"chat/update":                            {method: post, serve: s.updateChat},
+		"chat/get":                               {method: get, serve: s.getChat},
+		"topapi/chat/qrcode/get":                 {method: post, serve: s.qrCode},
+		"v1.0/oauth2/accessToken":                {method: post, v1: true, token: true, serve: s.accessToken},
+		"v1.0/im/group/create":                   {method: post, v1: true, serve: s.createChat},
+		"v1.0/im/group/update":                   {method: post, v1: true, serve: s.updateChat},
+		"v1.0/im/sceneGroup/create":              {method: post, v1: true, serve: s.createSceneGroup},
+		"v1.0/im/sceneGroup/member/add":          {method: post, v1: true, serve: s.addSceneMembers},
+		"v1.0/im/sceneGroups/query":              {method: post, v1: true, serve: s.querySceneGroup},
+		"v1.0/im/sceneGroups/members/batchQuery": {method: post, v1: true, serve: s.sceneMembers},
 	}
 	for _, u := range cfg.UnknownUsers {
 		s.unknown[u] = true
@@ -133,7 +179,7 @@ func (s *Server) SetFaults(f Faults) {
 }
 
 // ExpireTokens makes every token issued so far expired: calls made with one
-// are answered 42001, and gettoken issues a new token.
+// are refused (42001, or v1.0's 401), and the token endpoints issue a new one.
 func (s *Server) ExpireTokens() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -166,11 +212,14 @@ func (s *Server) Groups() []Group {
 	return out
 }
 
-// Group returns a copy of one group.
-func (s *Server) Group(chatID string) (Group, bool) {
+// Group returns a copy of one group, by chat id or open conversation id.
+func (s *Server) Group(id string) (Group, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, ok := s.groups[chatID]
+	g, ok := s.groups[id]
+	if !ok {
+		g, ok = s.byCID[id]
+	}
 	if !ok {
 		return Group{}, false
 	}
@@ -190,8 +239,8 @@ func (g *Group) clone() Group {
 // ServeHTTP answers one API call.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	api := strings.TrimPrefix(r.URL.Path, "/")
-	h, ok := s.routes[api]
-	if !ok || r.Method != h.method {
+	rt, ok := s.routes[api]
+	if !ok || r.Method != rt.method {
 		http.Error(w, "404 page not found", http.StatusNotFound)
 		return
 	}
@@ -209,13 +258,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if refusal := s.injectFault(api, f); refusal != nil {
-		refusal(w)
+	if a, refused := s.injectFault(api, rt, f); refused {
+		s.write(w, rt, a)
 		return
 	}
-	if api != "gettoken" {
-		if code, msg := s.checkToken(r.URL.Query().Get("access_token")); code != 0 {
-			writeError(w, code, msg)
+	if !rt.token {
+		if a := s.checkToken(r, rt); a.refused() {
+			s.write(w, rt, a)
 			return
 		}
 	}
@@ -223,40 +272,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		var err error
 		if body, err = readBody(r); err != nil {
-			writeError(w, codeBadParameter, "参数错误: "+err.Error())
+			s.write(w, rt, fail(badParameter, "参数错误: "+err.Error()))
 			return
 		}
 	}
-	out := h.serve(r, body)
-	if out.code == 0 && s.lostReply(f) {
+	a := rt.serve(r, body)
+	if !a.refused() && s.lostReply(f) {
 		badGateway(w)
 		return
 	}
-	if out.code != 0 {
-		writeError(w, out.code, out.msg)
-		return
-	}
-	writeJSON(w, out.fields)
-}
-
-// answer is an endpoint's outcome: an error code and message, or fields to return.
-type answer struct {
-	code   int
-	msg    string
-	fields map[string]any
-}
-
-func fail(code int, msg string) answer { return answer{code: code, msg: msg} }
-func ok(fields map[string]any) answer  { return answer{fields: fields} }
-
-type route struct {
-	method string
-	serve  func(r *http.Request, body map[string]json.RawMessage) answer
+	s.write(w, rt, a)
 }
 
 // injectFault decides, in the order a real gateway would, whether this call
-// is refused before it takes effect: rate limit, then 502, then busy.
-func (s *Server) injectFault(api string, f Faults) func(http.ResponseWriter) {
+// is refused before it takes effect: rate limit, monthly quota, then 502,
+// then busy.
+func (s *Server) injectFault(api string, rt route, f Faults) (answer, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f.QPS > 0 {
@@ -268,27 +299,30 @@ func (s *Server) injectFault(api string, f Faults) func(http.ResponseWriter) {
 		if !lim.AllowN(s.now(), 1) {
 			s.stats.RateLimited++
 			if strings.HasPrefix(api, "topapi/") {
-				return func(w http.ResponseWriter) {
-					writeError(w, 88, "ding talk error[subcode=90018,submsg=当前应用调用该接口的并发量超过限制]")
-				}
+				return answer{errcode: 88, msg: "ding talk error[subcode=90018,submsg=当前应用调用该接口的并发量超过限制]"}, true
 			}
-			return func(w http.ResponseWriter) {
-				writeError(w, 90018, "当前应用调用该接口的并发量超过限制")
-			}
+			return fail(qpsLimited, "当前应用调用该接口的并发量超过限制"), true
 		}
 	}
 	if f.BadGatewayRate > 0 && s.rng.Float64() < f.BadGatewayRate {
 		s.stats.BadGateways++
-		return badGateway
+		return answer{badGateway: true}, true
+	}
+	if !rt.token && s.cfg.MonthlyQuota > 0 {
+		if s.stats.QuotaUsed >= s.cfg.MonthlyQuota {
+			s.stats.QuotaRefused++
+			return fail(quotaExhausted, "当前组织的API调用量已超过本月限额"), true
+		}
+		s.stats.QuotaUsed++
 	}
 	if f.BusyRate > 0 && s.rng.Float64() < f.BusyRate {
 		s.stats.Busy++
 		if s.rng.IntN(2) == 0 {
-			return func(w http.ResponseWriter) { writeError(w, -1, "系统繁忙") }
+			return fail(systemBusy, "系统繁忙"), true
 		}
-		return func(w http.ResponseWriter) { writeError(w, 400001, "系统错误") }
+		return fail(systemError, "系统错误"), true
 	}
-	return nil
+	return answer{}, false
 }
 
 func (s *Server) lostReply(f Faults) bool {
@@ -303,32 +337,6 @@ func (s *Server) lostReply(f Faults) bool {
 	s.stats.LostReplies++
 	s.stats.BadGateways++
 	return true
-}
-
-func badGateway(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "text/html")
-	w.WriteHeader(http.StatusBadGateway)
-	_, _ = w.Write([]byte("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>\n"))
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, map[string]any{"errcode": code, "errmsg": msg})
-}
-
-func writeJSON(w http.ResponseWriter, fields map[string]any) {
-	if _, ok := fields["errcode"]; !ok {
-		fields["errcode"] = 0
-		fields["errmsg"] = "ok"
-	}
-	fields["request_id"] = randomHex(6)
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	_ = json.NewEncoder(w).Encode(fields)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = crand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // groupKey identifies a group by what a duplicate create would repeat.

@@ -248,3 +248,94 @@ func TestTopAPIRateLimitShape(t *testing.T) {
 		t.Fatalf("topapi over QPS: %v, want errcode 88 with subcode=90018", last)
 	}
 }
+
+// v1 sends a v1.0 call with the token in the header.
+func (h *harness) v1(api, body string) map[string]any {
+	h.t.Helper()
+	req, err := http.NewRequest("POST", h.url+"/"+api, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-acs-dingtalk-access-token", h.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	out := map[string]any{"http_status": float64(resp.StatusCode)}
+	_ = json.Unmarshal(data, &out)
+	return out
+}
+
+func TestV1Shapes(t *testing.T) {
+	h := setup(t, sim.Config{UnknownUsers: []string{"ghost"}, SceneTemplates: []string{"tpl"}})
+	tok := h.do("POST", "/v1.0/oauth2/accessToken", "application/json", `{"appKey":"key","appSecret":"secret"}`)
+	if tok["accessToken"] != h.token || tok["expireIn"] == nil {
+		t.Fatalf("v1.0 token %v: want the same token as gettoken", tok)
+	}
+	if r := h.do("POST", "/v1.0/oauth2/accessToken", "application/json", `{"appKey":"key","appSecret":"no"}`); r["http_status"] != float64(400) || r["code"] != "invalidClientIdOrSecret" {
+		t.Errorf("bad v1.0 credentials: %v", r)
+	}
+	// v1.0 takes the header only; oapi takes the query only.
+	if r := h.do("POST", "/v1.0/im/group/create?access_token="+h.token, "application/json", `{}`); r["http_status"] != float64(400) || r["Code"] != "AuthenticationFailed.MissingParameter" {
+		t.Errorf("v1.0 with a query-string token: %v", r)
+	}
+	req, _ := http.NewRequest("GET", h.url+"/chat/get?chatid=x", nil)
+	req.Header.Set("x-acs-dingtalk-access-token", h.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oapi map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&oapi)
+	resp.Body.Close()
+	if code(oapi) != 88 {
+		t.Errorf("oapi with the token in a header: %v, want errcode 88", oapi)
+	}
+	h.s.ExpireTokens()
+	if r := h.v1("v1.0/im/group/create", `{}`); r["http_status"] != float64(401) || r["code"] != "InvalidAuthentication" {
+		t.Errorf("expired token on v1.0: %v", r)
+	}
+	h.token = h.do("GET", "/gettoken?appkey=key&appsecret=secret", "", "")["access_token"].(string)
+
+	tests := []struct {
+		name, api, body string
+		status          float64
+		code            string
+	}{
+		{"create ok", "v1.0/im/group/create", `{"name":"n","owner":"o","ownerType":"emp","useridlist":["o"],"managementOptions":{"searchable":1}}`, 200, ""},
+		{"create: 21 characters", "v1.0/im/group/create", `{"name":"一二三四五六七八九十一二三四五六七八九十一","owner":"o","useridlist":["o"]}`, 400, "parameter.invalid"},
+		{"create: unknown user", "v1.0/im/group/create", `{"name":"n","owner":"o","useridlist":["o","ghost"]}`, 400, "member.notFound"},
+		{"update: unknown chat", "v1.0/im/group/update", `{"chatid":"nope","add_useridlist":["u"]}`, 400, "parameter.invalid"},
+		{"scene: no template", "v1.0/im/sceneGroup/create", `{"title":"t","template_id":"x","owner_user_id":"o"}`, 400, "groupTemplate.notFound"},
+		{"scene: 31 characters", "v1.0/im/sceneGroup/create", `{"title":"` + strings.Repeat("群", 31) + `","template_id":"tpl","owner_user_id":"o"}`, 400, "parameter.invalid"},
+		{"scene: 1000 user_ids", "v1.0/im/sceneGroup/create", `{"title":"t","template_id":"tpl","owner_user_id":"o","user_ids":` + members(1000) + `}`, 400, "member.exceed"},
+		{"scene ok", "v1.0/im/sceneGroup/create", `{"title":"` + strings.Repeat("群", 30) + `","template_id":"tpl","owner_user_id":"o","user_ids":` + members(999) + `,"uuid":"k"}`, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := h.v1(tt.api, tt.body)
+			if r["http_status"] != tt.status || (tt.code != "" && (r["code"] != tt.code || r["requestid"] == nil)) {
+				t.Fatalf("reply %v, want HTTP %v code %q with a requestid", r, tt.status, tt.code)
+			}
+			if _, has := r["errcode"]; has {
+				t.Errorf("a v1.0 reply carries errcode: %v", r)
+			}
+		})
+	}
+
+	h.s.SetFaults(sim.Faults{QPS: 1})
+	var last map[string]any
+	for range 5 {
+		last = h.v1("v1.0/im/sceneGroups/query", `{"openConversationId":"x"}`)
+	}
+	if last["http_status"] != float64(403) || last["Code"] != "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi" {
+		t.Errorf("v1.0 over QPS: %v", last)
+	}
+	h.s.SetFaults(sim.Faults{BusyRate: 1})
+	if r := h.v1("v1.0/im/sceneGroups/query", `{"openConversationId":"x"}`); !(r["http_status"] == float64(429) && r["code"] == "system.busy") && !(r["http_status"] == float64(500) && r["code"] == "system.error") {
+		t.Errorf("v1.0 busy: %v", r)
+	}
+}

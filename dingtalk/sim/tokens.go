@@ -5,34 +5,36 @@ import (
 	"net/http"
 )
 
-// DingTalk's codes the simulator answers with.
-const (
-	codeInvalidToken   = 40014
-	codeTokenExpired   = 42001
-	codeInvalidAppKey  = 40089
-	codeBadParameter   = 400002
-	codeInvalidUser    = 33012 // chat/create, chat/update
-	codeInvalidUserQR  = 40003 // topapi/chat/qrcode/get
-	codeInvalidChat    = 40016 // chat/get, chat/update
-	codeInvalidChatQR  = 34001 // topapi/chat/qrcode/get
-	codeChatIDMissing  = 49000
-	codeListsOverlap   = 49004
-	codeGroupTooLarge  = 49005
-	codeTooManyInCall  = 49011
-	codeUserNotInGroup = 60124
-	maxNameRunes       = 20
-	maxUsersPerCall    = 40
-	maxMembers         = 1000
-)
-
-// getToken answers GET /gettoken: the current token while it is valid, a new one after.
+// getToken answers the old family's GET /gettoken: the current token while
+// it is valid, a new one after.
 func (s *Server) getToken(r *http.Request, _ map[string]json.RawMessage) answer {
 	q := r.URL.Query()
-	key, secret := q.Get("appkey"), q.Get("appsecret")
+	token, left, good := s.issue(q.Get("appkey"), q.Get("appsecret"))
+	if !good {
+		return fail(badCredentials, "不合法的appKey或appSecret的组合")
+	}
+	return ok(map[string]any{"access_token": token, "expires_in": left})
+}
+
+// accessToken answers v1.0's POST /v1.0/oauth2/accessToken with the same token.
+func (s *Server) accessToken(_ *http.Request, body map[string]json.RawMessage) answer {
+	var key, secret string
+	if err := errorsJoin(field(body, "appKey", &key), field(body, "appSecret", &secret)); err != nil {
+		return fail(badParameter, err.Error())
+	}
+	token, left, good := s.issue(key, secret)
+	if !good {
+		return fail(badCredentials, "无效的clientId或者clientSecret")
+	}
+	return ok(map[string]any{"accessToken": token, "expireIn": left})
+}
+
+// issue returns the app's token and its remaining seconds, if the credentials are right.
+func (s *Server) issue(key, secret string) (string, int, bool) {
 	if key == "" || secret == "" ||
 		(s.cfg.AppKey != "" && key != s.cfg.AppKey) ||
 		(s.cfg.AppSecret != "" && secret != s.cfg.AppSecret) {
-		return fail(codeInvalidAppKey, "不合法的appKey或appSecret的组合")
+		return "", 0, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -45,22 +47,32 @@ func (s *Server) getToken(r *http.Request, _ map[string]json.RawMessage) answer 
 		s.expiry = now.Add(s.cfg.TokenLifetime)
 		s.stats.TokensIssued++
 	}
-	return ok(map[string]any{
-		"access_token": s.token,
-		"expires_in":   int(s.expiry.Sub(now).Seconds()),
-	})
+	return s.token, int(s.expiry.Sub(now).Seconds()), true
 }
 
-// checkToken says whether a call's access_token is good: 0, or a code and message.
-func (s *Server) checkToken(tok string) (int, string) {
+// tokenHeader is where v1.0 takes the token; the old family takes the
+// access_token query parameter and nothing else.
+const tokenHeader = "x-acs-dingtalk-access-token"
+
+// checkToken refuses a call whose token is missing, misplaced, unknown or expired.
+func (s *Server) checkToken(r *http.Request, rt route) answer {
+	tok := r.URL.Query().Get("access_token")
+	if rt.v1 {
+		tok = r.Header.Get(tokenHeader)
+		if tok == "" {
+			return fail(tokenMissing, "缺少参数 x-acs-dingtalk-access-token（v1.0 不接受 URL 中的 access_token）")
+		}
+	} else if tok == "" && r.Header.Get(tokenHeader) != "" {
+		return answer{errcode: 88, subCode: "40014", msg: "鉴权异常: 缺少access_token参数"}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case tok != "" && tok == s.token && s.now().Before(s.expiry):
-		return 0, ""
+		return answer{}
 	case tok != "" && (tok == s.token || s.old[tok]):
-		return codeTokenExpired, "access_token过期"
+		return fail(tokenExpired, "access_token过期")
 	default:
-		return codeInvalidToken, "不合法的access_token"
+		return fail(tokenInvalid, "不合法的access_token")
 	}
 }

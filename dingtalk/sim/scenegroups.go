@@ -1,0 +1,149 @@
+package sim
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// sceneSettingNames are the scene groups' management_options, by camelCase name.
+var sceneSettingNames = map[string]string{
+	"showHistoryType": "show_history_type", "searchable": "searchable", "validationType": "validation_type",
+	"mentionAllAuthority": "mention_all_authority", "managementType": "management_type", "chatBannedType": "chat_banned_type",
+}
+
+// createSceneGroup serves /v1.0/im/sceneGroup/create.
+func (s *Server) createSceneGroup(_ *http.Request, body map[string]json.RawMessage) answer {
+	var title, template, owner, uuid, icon string
+	var users []string
+	var opts map[string]json.RawMessage
+	for _, f := range []struct {
+		key string
+		dst any
+	}{{"title", &title}, {"template_id", &template}, {"owner_user_id", &owner}, {"user_ids", &users},
+		{"uuid", &uuid}, {"icon", &icon}, {"management_options", &opts}} {
+		if err := field(body, f.key, f.dst); err != nil {
+			return fail(badParameter, err.Error())
+		}
+	}
+	settings, err := readSettings(opts, sceneSettingNames)
+	if err != nil {
+		return fail(badParameter, err.Error())
+	}
+	switch n := utf8.RuneCountInString(title); {
+	case n < 1 || n > maxSceneTitleRunes:
+		return fail(badParameter, fmt.Sprintf("群名称最长不超过30字符: %d", n))
+	case template == "":
+		return fail(badParameter, "template_id不能为空")
+	case !slices.Contains(s.cfg.SceneTemplates, template):
+		return fail(templateNotFound, "群模板不存在或者已下线")
+	case owner == "":
+		return fail(badParameter, "owner_user_id不能为空")
+	case len(users) > maxSceneUsersCreate:
+		return fail(groupTooLarge, "群成员数量超出限制")
+	}
+	if u := s.firstUnknown(append([]string{owner}, users...)); u != "" {
+		return fail(unknownUser, "不存在的员工: "+u)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if first, seen := s.byUUID[uuid]; uuid != "" && seen {
+		s.stats.UUIDRepeats++
+		if s.cfg.RefuseRepeatedUUID {
+			return fail(badParameter, "uuid重复: 该业务ID已建过群")
+		}
+		return ok(map[string]any{"open_conversation_id": first.OpenConversationID, "chat_id": first.ChatID})
+	}
+	members := dedupe(append([]string{owner}, users...))
+	g := s.addGroup(&Group{Name: title, Owner: owner, Members: members, Settings: settings, Icon: icon, TemplateID: template, UUID: uuid})
+	if uuid != "" {
+		s.byUUID[uuid] = g
+	}
+	return ok(map[string]any{"open_conversation_id": g.OpenConversationID, "chat_id": g.ChatID})
+}
+
+// addSceneMembers serves /v1.0/im/sceneGroup/member/add.
+func (s *Server) addSceneMembers(_ *http.Request, body map[string]json.RawMessage) answer {
+	var cid string
+	var users []string
+	if err := errorsJoin(field(body, "open_conversation_id", &cid), field(body, "user_ids", &users)); err != nil {
+		return fail(badParameter, err.Error())
+	}
+	switch {
+	case cid == "":
+		return fail(badParameter, "open_conversation_id不能为空")
+	case len(users) == 0:
+		return fail(badParameter, "user_ids不能为空")
+	case len(users) > maxSceneUsersAdd:
+		return fail(tooManyInCall, fmt.Sprintf("每次最多添加%d人", maxSceneUsersAdd))
+	}
+	if u := s.firstUnknown(users); u != "" {
+		return fail(unknownUser, "不存在的员工: "+u)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, found := s.byCID[cid]
+	if !found || g.TemplateID == "" {
+		return fail(unknownChat, "群不存在")
+	}
+	members, refusal := s.withMembers(g, users)
+	if refusal.refused() {
+		return refusal
+	}
+	g.Members = members
+	return ok(map[string]any{"success": true})
+}
+
+// querySceneGroup serves /v1.0/im/sceneGroups/query: the group and its join link.
+func (s *Server) querySceneGroup(_ *http.Request, body map[string]json.RawMessage) answer {
+	var cid string
+	if err := field(body, "openConversationId", &cid); err != nil || cid == "" {
+		return fail(badParameter, "openConversationId不能为空")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, found := s.byCID[cid]
+	if !found || g.TemplateID == "" {
+		return fail(unknownChat, "群不存在")
+	}
+	return ok(map[string]any{
+		"openConversationId": g.OpenConversationID, "title": g.Name, "ownerUserId": g.Owner,
+		"templateId": g.TemplateID, "icon": g.Icon, "groupUrl": joinLink(g, g.Owner), "status": 1,
+	})
+}
+
+// sceneMembers serves /v1.0/im/sceneGroups/members/batchQuery, a page at a time.
+func (s *Server) sceneMembers(_ *http.Request, body map[string]json.RawMessage) answer {
+	var cid, next string
+	var most int
+	if err := errorsJoin(field(body, "openConversationId", &cid), field(body, "maxResults", &most), field(body, "nextToken", &next)); err != nil {
+		return fail(badParameter, err.Error())
+	}
+	if cid == "" || most < 1 || most > maxMembers {
+		return fail(badParameter, "openConversationId不能为空, maxResults须为1~1000")
+	}
+	from := 0
+	if next != "" {
+		n, err := strconv.Atoi(next)
+		if err != nil || n < 0 {
+			return fail(badParameter, "nextToken不合法")
+		}
+		from = n
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, found := s.byCID[cid]
+	if !found || g.TemplateID == "" {
+		return fail(unknownChat, "群不存在")
+	}
+	from = min(from, len(g.Members))
+	to := min(from+most, len(g.Members))
+	out := map[string]any{"memberUserIds": slices.Clone(g.Members[from:to]), "hasMore": to < len(g.Members)}
+	if to < len(g.Members) {
+		out["nextToken"] = strconv.Itoa(to)
+	}
+	return ok(out)
+}
