@@ -31,6 +31,7 @@ const (
 	ReasonTooManyMembers   = "too_many_members"  // more than DingTalk's 1000 members
 	ReasonDingTalkRejected = "dingtalk_rejected" // DingTalk refused with a permanent error
 	ReasonRetriesExhausted = "retries_exhausted" // transient failures outlasted the retry budget
+	ReasonOutcomeUnknown   = "outcome_unknown"   // a scene group was probably created, but DingTalk would not say which
 	ReasonInternal         = "internal_error"    // the worker itself failed; see the logs
 )
 
@@ -108,7 +109,7 @@ func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) 
 	}
 	d.settings("group", &ev.Group)
 	ev.Metadata = d.object("metadata")
-	ev.Name = GroupName(ev.Name)
+	ev.Name = strings.TrimSpace(ev.Name)
 	ev.Members = groupMembers(ev.Owner, members)
 
 	if len(d.problems) > 0 {
@@ -121,15 +122,15 @@ func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) 
 	return ev, nil
 }
 
-// GroupName cuts a name to DingTalk's 20 characters, never splitting one,
-// and trims surrounding white space.
-func GroupName(name string) string {
+// GroupName cuts a name to most characters (runes: 20 for a plain group, 30
+// for a scene group), never splitting one, and trims surrounding white space.
+func GroupName(name string, most int) string {
 	name = strings.TrimSpace(name)
-	if utf8.RuneCountInString(name) <= dingtalk.MaxNameRunes {
+	if utf8.RuneCountInString(name) <= most {
 		return name
 	}
 	r := []rune(name)
-	return strings.TrimSpace(string(r[:dingtalk.MaxNameRunes]))
+	return strings.TrimSpace(string(r[:most]))
 }
 
 // groupMembers is the owner followed by members, deduplicated in order.

@@ -60,16 +60,22 @@ func TestDecodeEventScheduledInCloudEvents(t *testing.T) {
 }
 
 func TestGroupName(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"Apollo launch", "Apollo launch"},
-		{"一二三四五六七八九十一二三四五六七八九十一二", "一二三四五六七八九十一二三四五六七八九十"},
-		{"🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀", strings.Repeat("🚀", 20)},
-		{"The quarterly all-hands for everyone", "The quarterly all-ha"},
-		{"nineteen characters  and more", "nineteen characters"},
+	tests := []struct {
+		in   string
+		most int
+		want string
+	}{
+		{"Apollo launch", 20, "Apollo launch"},
+		{"一二三四五六七八九十一二三四五六七八九十一二", 20, "一二三四五六七八九十一二三四五六七八九十"},
+		{"🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀🚀", 20, strings.Repeat("🚀", 20)},
+		{"The quarterly all-hands for everyone", 20, "The quarterly all-ha"},
+		{"nineteen characters  and more", 20, "nineteen characters"},
+		{"The quarterly all-hands for everyone", 30, "The quarterly all-hands for ev"},
+		{strings.Repeat("群🚀", 16), 30, strings.Repeat("群🚀", 15)},
 	}
 	for _, tt := range tests {
-		if got := GroupName(tt.in); got != tt.want {
-			t.Errorf("GroupName(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := GroupName(tt.in, tt.most); got != tt.want {
+			t.Errorf("GroupName(%q, %d) = %q, want %q", tt.in, tt.most, got, tt.want)
 		}
 	}
 }
@@ -169,8 +175,8 @@ func FuzzDecode(f *testing.F) {
 		if ev.ID == "" || ev.Owner == "" || len(ev.Members) == 0 || ev.Members[0] != ev.Owner || len(ev.Members) > 1000 {
 			t.Fatalf("accepted an event DingTalk would refuse: %+v", ev)
 		}
-		if n := len([]rune(ev.Name)); n < 1 || n > 20 {
-			t.Fatalf("accepted a name of %d characters", n)
+		if n := len([]rune(GroupName(ev.Name, 20))); n < 1 || n > 20 {
+			t.Fatalf("accepted a name that cuts to %d characters", n)
 		}
 	})
 }

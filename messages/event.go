@@ -29,7 +29,7 @@ type Event struct {
 	Kind    Kind
 	ID      string // the producer's unique event id
 	RefID   string // project_id or event_id
-	Name    string // the group name, cut to DingTalk's 20 characters
+	Name    string // the group name as sent, trimmed; cut with GroupName to the kind of group's limit
 	Owner   string // owner / organizer
 	// Members is the owner followed by members / attendees, deduplicated in
 	// order: the group as it will be created.

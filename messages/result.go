@@ -21,8 +21,10 @@ type Provisioned struct {
 	Attempts           int             `json:"attempts"` // DingTalk calls made for this event, retries included
 	Metadata           json.RawMessage `json:"metadata,omitempty"`
 	ProvisionedAt      time.Time       `json:"provisioned_at"`
-	// PossibleDuplicate is true when a chat/create whose outcome was unknown
-	// (or interrupted by a crash) was sent again: a second group may exist.
+	// PossibleDuplicate is true when a create that may have reached DingTalk
+	// unanswered (a gateway page, a timeout, a crash with it on the wire) was
+	// sent again: a second group may exist. Never set for scene groups,
+	// which DingTalk de-duplicates.
 	PossibleDuplicate bool `json:"possible_duplicate,omitempty"`
 }
 
@@ -42,11 +44,14 @@ type Failed struct {
 	ChatID string `json:"chatid,omitempty"`
 }
 
-// Failure says why an event failed.
+// Failure says why an event failed. When DingTalk refused, its answer is
+// carried as it came: errcode from the old family, code from v1.0.
 type Failure struct {
-	Reason          string `json:"reason"`                     // a stable machine word: one of the Reason constants
-	Message         string `json:"message"`                    // a sentence a person understands
-	DingTalkErrcode *int   `json:"dingtalk_errcode,omitempty"` // only when DingTalk refused
+	Reason            string `json:"reason"`                        // a stable machine word: one of the Reason constants
+	Message           string `json:"message"`                       // a sentence a person understands
+	DingTalkErrcode   *int   `json:"dingtalk_errcode,omitempty"`    // the old family's errcode
+	DingTalkCode      string `json:"dingtalk_code,omitempty"`       // v1.0's code, e.g. "member.notFound"
+	DingTalkRequestID string `json:"dingtalk_request_id,omitempty"` // DingTalk's request id, for a support ticket
 }
 
 // SetRef sets project_id or event_id from an event's kind.

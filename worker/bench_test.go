@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"provisioner/dingtalk"
 	"provisioner/dingtalk/sim"
 	"provisioner/worker"
 )
@@ -28,12 +27,12 @@ func BenchmarkDrainBacklog(b *testing.B) {
 		publishBacklog(b, e, events)
 		start := time.Now()
 		e.start(cfg, nil)
-		e.waitFor("the backlog drained", func() bool { return e.sim.Stats().Calls["topapi/chat/qrcode/get"] >= events && e.pending() == 0 })
+		e.waitFor("the backlog drained", func() bool { return e.sim.Stats().Calls[e.mode.link] >= events && e.pending() == 0 })
 		elapsed := time.Since(start)
 		st := e.sim.Stats()
 		b.ReportMetric(events/elapsed.Seconds(), "events/s")
-		b.ReportMetric(float64(st.Calls["chat/create"]+st.Calls["topapi/chat/qrcode/get"]+st.Calls["chat/update"])/events, "calls/event")
-		b.ReportMetric(float64(st.Calls["gettoken"]), "gettoken")
+		b.ReportMetric(float64(st.Calls[e.mode.create]+st.Calls[e.mode.link]+st.Calls[e.mode.add])/events, "calls/event")
+		b.ReportMetric(float64(st.Calls[e.mode.tokenAPI]), "token-fetches")
 		b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
 	}
 }
@@ -47,16 +46,13 @@ func BenchmarkRateLimited(b *testing.B) {
 	const events = 1000
 	for range b.N {
 		e := newEnv(b, sim.Config{Faults: sim.Faults{QPS: 20, Latency: 80 * time.Millisecond}})
-		client, err := dingtalk.NewClient(dingtalk.Options{BaseURL: e.simURL, AppKey: "key", AppSecret: "secret", QPS: 20})
-		if err != nil {
-			b.Fatal(err)
-		}
+		_, client := e.newGroups(20)
 		w := e.start(worker.Config{}, client)
 		w.stop(b)
 		publishBacklog(b, e, events)
 		start := time.Now()
 		e.start(worker.Config{}, client)
-		e.waitFor("all events provisioned", func() bool { return e.sim.Stats().Calls["topapi/chat/qrcode/get"] >= events && e.pending() == 0 })
+		e.waitFor("all events provisioned", func() bool { return e.sim.Stats().Calls[e.mode.link] >= events && e.pending() == 0 })
 		elapsed := time.Since(start)
 		st := e.sim.Stats()
 		b.ReportMetric(elapsed.Seconds(), "s")

@@ -22,8 +22,15 @@ const (
 	stepDone         step = "done"          // a result (provisioned or failed) published
 )
 
+// recordSchema is written into every new record. Schema 2 records when a
+// create or an add is on the wire; older records (0) did not, and a takeover
+// of one falls back to the old rule (no chatid and not released cleanly:
+// a create may have been sent).
+const recordSchema = 2
+
 // record is an event's step record in the KV bucket.
 type record struct {
+	Schema         int       `json:"schema,omitempty"`
 	Step           step      `json:"step"`
 	Subject        string    `json:"subject"`
 	EventID        string    `json:"event_id"`
@@ -38,8 +45,19 @@ type record struct {
 	Added              int    `json:"added,omitempty"` // members in the group so far, in event order
 	InviteURL          string `json:"invite_url,omitempty"`
 	PossibleDuplicate  bool   `json:"possible_duplicate,omitempty"`
-	// Released is set when a holder handed the event back cleanly: it had
-	// no create in flight, so whoever takes over need not suspect a duplicate.
+
+	// CreateInFlight is written just before a create leaves this process
+	// (after the rate limiter) and cleared when DingTalk refuses it with a
+	// code: a holder that dies with it set may have created the group.
+	CreateInFlight bool `json:"create_in_flight,omitempty"`
+	// CreateUnanswered: a create may have taken effect unseen (answered by a
+	// gateway page, cut off, timed out, or on the wire when its holder died).
+	// A later successful create of a plain group is then a possible duplicate.
+	CreateUnanswered bool `json:"create_unanswered,omitempty"`
+	// AddInFlight is written just before a batch of members leaves, and kept
+	// while its outcome is unknown: whoever resumes reads the group first.
+	AddInFlight bool `json:"add_in_flight,omitempty"`
+	// Released is set when a holder handed the event back cleanly.
 	Released bool `json:"released,omitempty"`
 
 	ResultSubject string          `json:"result_subject,omitempty"`
@@ -123,13 +141,6 @@ func (c *claim) addAttempts(n int) {
 	c.mu.Unlock()
 }
 
-// markPossibleDuplicate notes that a create may have taken effect unseen.
-func (c *claim) markPossibleDuplicate() {
-	c.mu.Lock()
-	c.rec.PossibleDuplicate = true
-	c.mu.Unlock()
-}
-
 // claimResult is what acquire found.
 type claimResult struct {
 	claim    *claim        // set when this delivery now holds the event
@@ -142,7 +153,7 @@ type claimResult struct {
 // writer wins), or takes over one whose holder's lease ran out.
 func acquire(ctx context.Context, kv jetstream.KeyValue, key string, fresh record, lease time.Duration, now func() time.Time) (claimResult, error) {
 	c := &claim{kv: kv, key: key, lease: lease, now: now}
-	fresh.Step = stepClaimed
+	fresh.Schema, fresh.Step = recordSchema, stepClaimed
 	fresh.LeaseUntil = now().Add(lease)
 	data, err := encodeJSON(fresh)
 	if err != nil {
@@ -174,15 +185,15 @@ func acquire(ctx context.Context, kv jetstream.KeyValue, key string, fresh recor
 		if wait := old.LeaseUntil.Sub(now()); wait > 0 {
 			return claimResult{heldFor: wait}, nil
 		}
-		// The holder is gone: take over where it stopped. If it held the
-		// record without a chatid, a create it sent may have taken effect.
+		// The holder is gone: take over where it stopped. If it died with a
+		// create on the wire, that create may have taken effect.
 		next := old
 		next.Holder, next.StreamSeq = fresh.Holder, fresh.StreamSeq
 		next.LeaseUntil = now().Add(lease)
-		if next.ChatID == "" && !old.Released {
-			next.PossibleDuplicate = true
+		if next.ChatID == "" && (old.CreateInFlight || old.Schema < recordSchema && !old.Released) {
+			next.CreateUnanswered = true
 		}
-		next.Released = false
+		next.CreateInFlight, next.Released = false, false
 		upd, err := encodeJSON(next)
 		if err != nil {
 			return claimResult{}, err

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func TestOnlyOneDeliveryHoldsAnEvent(t *testing.T) {
 	if err != nil || next.claim == nil || !next.tookOver {
 		t.Fatalf("takeover after the lease: %+v, %v", next, err)
 	}
-	if rec := next.claim.snapshot(); rec.ChatID != "chat1" || rec.Step != stepCreated || rec.PossibleDuplicate {
+	if rec := next.claim.snapshot(); rec.ChatID != "chat1" || rec.Step != stepCreated || rec.CreateUnanswered {
 		t.Fatalf("taken-over record %+v: want the recorded chatid and no suspicion of a duplicate", rec)
 	}
 	// The stalled holder wakes up: every write it tries is refused.
@@ -109,38 +110,52 @@ func TestOnlyOneDeliveryHoldsAnEvent(t *testing.T) {
 	}
 }
 
-func TestTakeoverSuspectsAnUnrecordedCreate(t *testing.T) {
+func TestTakeoverSuspectsAnUnansweredCreate(t *testing.T) {
 	kv := testBucket(t)
 	ctx := context.Background()
 	clk := &clock{t: time.Now()}
 	tests := []struct {
-		name     string
-		released bool
-		want     bool
+		name   string
+		before func(c *claim) error // what the first holder did before it vanished
+		want   bool
 	}{
-		{"holder vanished without a chatid", false, true},
-		{"holder handed back cleanly", true, false},
+		{"vanished with a create on the wire", func(c *claim) error {
+			return c.update(ctx, func(r *record) { r.CreateInFlight = true })
+		}, true},
+		{"vanished before sending", func(*claim) error { return nil }, false},
+		{"vanished after a refusal", func(c *claim) error {
+			if err := c.update(ctx, func(r *record) { r.CreateInFlight = true }); err != nil {
+				return err
+			}
+			return c.update(ctx, func(r *record) { r.CreateInFlight = false })
+		}, false},
+		{"an old record (schema 0) not released", func(c *claim) error {
+			return c.update(ctx, func(r *record) { r.Schema = 0 })
+		}, true},
+		{"an old record (schema 0) released cleanly", func(c *claim) error {
+			if err := c.update(ctx, func(r *record) { r.Schema = 0 }); err != nil {
+				return err
+			}
+			return c.release(ctx)
+		}, false},
 	}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			key := "k" + map[bool]string{true: "r", false: "v"}[tt.released]
+			key := fmt.Sprintf("k%d", i)
 			first, err := acquire(ctx, kv, key, record{Holder: "a"}, time.Second, clk.now)
 			if err != nil || first.claim == nil {
 				t.Fatal(err)
 			}
-			if tt.released {
-				if err := first.claim.release(ctx); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				clk.advance(2 * time.Second)
+			if err := tt.before(first.claim); err != nil {
+				t.Fatal(err)
 			}
+			clk.advance(2 * time.Second)
 			next, err := acquire(ctx, kv, key, record{Holder: "b"}, time.Second, clk.now)
 			if err != nil || next.claim == nil {
 				t.Fatalf("takeover: %+v, %v", next, err)
 			}
-			if got := next.claim.snapshot().PossibleDuplicate; got != tt.want {
-				t.Fatalf("possible duplicate = %v, want %v", got, tt.want)
+			if rec := next.claim.snapshot(); rec.CreateUnanswered != tt.want || rec.CreateInFlight {
+				t.Fatalf("create unanswered = %v (in flight %v), want %v", rec.CreateUnanswered, rec.CreateInFlight, tt.want)
 			}
 		})
 	}
@@ -168,7 +183,7 @@ func TestHandBackKeepsAStepWhoseWriteFailed(t *testing.T) {
 	if err != nil || next.claim == nil {
 		t.Fatalf("takeover: %+v, %v", next, err)
 	}
-	if rec := next.claim.snapshot(); rec.ChatID != "chat9" || rec.PossibleDuplicate {
+	if rec := next.claim.snapshot(); rec.ChatID != "chat9" || rec.CreateUnanswered {
 		t.Fatalf("record after hand-back: %+v, want chatid chat9", rec)
 	}
 }

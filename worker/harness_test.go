@@ -21,19 +21,45 @@ import (
 	"provisioner/worker"
 )
 
+// mode is one way of making groups, and the simulator's names for its calls.
+type mode struct {
+	name                             string
+	family                           dingtalk.Family
+	scene                            bool
+	create, add, link, read, tokenAPI string
+}
+
+var (
+	legacyMode = mode{"legacy", dingtalk.Legacy, false, "chat/create", "chat/update", "topapi/chat/qrcode/get", "chat/get", "gettoken"}
+	v1Mode     = mode{"v1", dingtalk.V1, false, "v1.0/im/group/create", "v1.0/im/group/update", "topapi/chat/qrcode/get", "chat/get", "v1.0/oauth2/accessToken"}
+	sceneMode  = mode{"scene", dingtalk.V1, true, "v1.0/im/sceneGroup/create", "v1.0/im/sceneGroup/member/add", "v1.0/im/sceneGroups/query",
+		"v1.0/im/sceneGroups/members/batchQuery", "v1.0/oauth2/accessToken"}
+	allModes = []mode{legacyMode, v1Mode, sceneMode}
+)
+
+const testTemplate = "tpl-provisioner"
+
 // env is one test's world: an embedded JetStream server, a DingTalk
-// simulator, and a client for it.
+// simulator, a client for it, and the groups the worker makes with it.
 type env struct {
 	t      testing.TB
+	mode   mode
 	ns     *server.Server
 	js     jetstream.JetStream
 	sim    *sim.Server
 	client *dingtalk.Client
+	groups dingtalk.Groups
 	simURL string
 	logs   *syncBuffer
 }
 
+// newEnv is a world in the default mode, v1.
 func newEnv(t testing.TB, simCfg sim.Config) *env {
+	t.Helper()
+	return newModeEnv(t, simCfg, v1Mode)
+}
+
+func newModeEnv(t testing.TB, simCfg sim.Config, m mode) *env {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{
 		JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
@@ -46,19 +72,34 @@ func newEnv(t testing.TB, simCfg sim.Config) *env {
 		t.Fatal("nats-server not ready")
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	e := &env{t: t, ns: ns, logs: &syncBuffer{}}
+	e := &env{t: t, mode: m, ns: ns, logs: &syncBuffer{}}
 	e.js = e.connect()
 
 	simCfg.AppKey, simCfg.AppSecret = "key", "secret"
+	simCfg.SceneTemplates = append(simCfg.SceneTemplates, testTemplate)
 	e.sim = sim.New(simCfg)
 	srv := httptest.NewServer(e.sim)
 	t.Cleanup(srv.Close)
 	e.simURL = srv.URL
-	e.client, err = dingtalk.NewClient(dingtalk.Options{BaseURL: srv.URL, AppKey: "key", AppSecret: "secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.client, e.groups = e.newGroups(0)
 	return e
+}
+
+// newGroups makes a client of the env's mode capped at qps (0: no cap) and its groups.
+func (e *env) newGroups(qps float64) (*dingtalk.Client, dingtalk.Groups) {
+	e.t.Helper()
+	c, err := dingtalk.NewClient(dingtalk.Options{Family: e.mode.family, BaseURL: e.simURL, APIBaseURL: e.simURL, AppKey: "key", AppSecret: "secret", QPS: qps})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !e.mode.scene {
+		return c, dingtalk.NewChatGroups(c)
+	}
+	g, err := dingtalk.NewSceneGroups(c, testTemplate)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c, g
 }
 
 // connect opens a new connection, closed when the test ends.
@@ -106,15 +147,15 @@ func testConfig() worker.Config {
 	}
 }
 
-// start runs a worker on its own connection with chats (nil: the env's client).
-func (e *env) start(cfg worker.Config, chats worker.Chats) *running {
+// start runs a worker on its own connection with groups (nil: the env's).
+func (e *env) start(cfg worker.Config, groups dingtalk.Groups) *running {
 	e.t.Helper()
-	if chats == nil {
-		chats = e.client
+	if groups == nil {
+		groups = e.groups
 	}
 	js := e.connect()
 	log := zerolog.New(e.logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
-	w, err := worker.New(context.Background(), js, chats, log, cfg)
+	w, err := worker.New(context.Background(), js, groups, log, cfg)
 	if err != nil {
 		e.t.Fatalf("worker.New: %v", err)
 	}

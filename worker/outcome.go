@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"provisioner/dingtalk"
 	"provisioner/messages"
 )
 
@@ -20,10 +21,23 @@ func (r *retryLater) Error() string {
 
 // failure ends an event with a group.failed result. It is never retried.
 type failure struct {
-	reason  string // one of messages.Reason*
-	message string // a sentence for the person reading group.failed
-	errcode *int   // DingTalk's errcode, when DingTalk refused
-	cause   error
+	reason   string          // one of messages.Reason*
+	message  string          // a sentence for the person reading group.failed
+	dingtalk *dingtalk.Error // DingTalk's last answer, when it gave one
+	cause    error
+}
+
+// result is the failure as group.failed reports it, with DingTalk's answer as it came.
+func (f *failure) result() messages.Failure {
+	out := messages.Failure{Reason: f.reason, Message: f.message}
+	if e := f.dingtalk; e != nil {
+		if e.ErrCode != 0 {
+			n := e.ErrCode
+			out.DingTalkErrcode = &n
+		}
+		out.DingTalkCode, out.DingTalkRequestID = e.Code, e.RequestID
+	}
+	return out
 }
 
 func (f *failure) Error() string {

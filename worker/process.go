@@ -200,7 +200,7 @@ func (w *Worker) releaseClaim(ctx context.Context, j *job, log zerolog.Logger) {
 func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 	res := messages.Failed{
 		ID: j.key, SourceSubject: j.msg.Subject(), SourceID: j.eventID,
-		Error:    messages.Failure{Reason: f.reason, Message: f.message, DingTalkErrcode: f.errcode},
+		Error:    f.result(),
 		FailedAt: w.cfg.Now().UTC(),
 	}
 	if j.ev != nil {

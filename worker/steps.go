@@ -14,41 +14,117 @@ import (
 )
 
 // provision runs the steps this event still lacks, recording each before the
-// next: create (with the first 40 members) → add the rest in batches of 40 →
-// fetch the join link → publish the result. A resumed event skips what its
-// record already holds, so chat/create is never sent for an event with a chatid.
+// next: create (with as many members as one call takes) → add the rest in
+// batches → fetch the join link → publish the result. A resumed event skips
+// what its record already holds, so a group is never created for an event
+// with a chatid.
 func (w *Worker) provision(ctx context.Context, stopping <-chan struct{}, j *job) error {
-	ev, c := j.ev, j.held()
-	if rec := c.snapshot(); rec.ChatID == "" {
-		first := ev.Members[:min(len(ev.Members), dingtalk.MaxUsersPerCall)]
-		req := &dingtalk.CreateChatRequest{Name: ev.Name, Owner: ev.Owner, UserIDs: first, ChatSettings: ev.Group}
-		var chat *dingtalk.CreatedChat
-		err := w.call(ctx, stopping, j, "create the group", func(ctx context.Context) (err error) {
-			chat, err = w.chats.CreateChat(ctx, req)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		err = c.update(ctx, func(r *record) {
-			r.Step, r.ChatID, r.OpenConversationID, r.Added = stepCreated, chat.ChatID, chat.OpenConversationID, len(first)
-		})
-		if err != nil {
-			return err
-		}
+	if err := w.createGroup(ctx, stopping, j); err != nil {
+		return err
 	}
+	if err := w.addMembers(ctx, stopping, j); err != nil {
+		return err
+	}
+	if err := w.fetchLink(ctx, stopping, j); err != nil {
+		return err
+	}
+	return w.publishProvisioned(ctx, j)
+}
+
+// createGroup creates the group unless the record holds one. The record says
+// when a create is on the wire (written after the rate limiter let it go)
+// and when DingTalk refused it, so that only a create that may really have
+// reached DingTalk unanswered makes a later one a possible duplicate.
+func (w *Worker) createGroup(ctx context.Context, stopping <-chan struct{}, j *job) error {
+	ev, c, lim := j.ev, j.held(), w.groups.Limits()
+	if c.snapshot().ChatID != "" {
+		return nil
+	}
+	first := ev.Members[:min(len(ev.Members), lim.MembersAtCreate)]
+	req := &dingtalk.NewGroup{Name: messages.GroupName(ev.Name, lim.NameRunes), Owner: ev.Owner, Members: first, Settings: ev.Group, Key: j.key}
+	onWire := func(ctx context.Context) error { return c.update(ctx, func(r *record) { r.CreateInFlight = true }) }
+	var g *dingtalk.Group
+	err := w.call(ctx, stopping, j, "create the group", func(ctx context.Context) error {
+		var err error
+		g, err = w.groups.CreateGroup(dingtalk.WithBeforeSend(ctx, onWire), req)
+		if err == nil || !c.snapshot().CreateInFlight {
+			return err
+		}
+		unknown := dingtalk.Classify(err) == dingtalk.OutcomeUnknown
+		if werr := c.update(ctx, func(r *record) {
+			r.CreateInFlight, r.CreateUnanswered = false, r.CreateUnanswered || unknown
+		}); werr != nil {
+			return werr
+		}
+		return err
+	})
+	var f *failure
+	if errors.As(err, &f) && f.reason == messages.ReasonDingTalkRejected && lim.Deduplicated && c.snapshot().CreateUnanswered {
+		// DingTalk refuses a repeated uuid (rather than answering the first
+		// group): the group most likely exists. Creating none is the safe side.
+		f.reason = messages.ReasonOutcomeUnknown
+		f.message = fmt.Sprintf("an earlier create of this scene group (uuid %s) went unanswered and DingTalk refused to repeat it: "+
+			"the group %q owned by %s probably exists, but its id is not known; check before creating it by hand (DingTalk said: %s)",
+			j.key, req.Name, ev.Owner, strings.TrimPrefix(f.cause.Error(), "dingtalk: "))
+		return f
+	}
+	if err != nil {
+		return err
+	}
+	return c.update(ctx, func(r *record) {
+		r.Step, r.ChatID, r.OpenConversationID, r.Added = stepCreated, g.ChatID, g.OpenConversationID, len(first)
+		r.CreateInFlight = false
+		r.PossibleDuplicate = r.CreateUnanswered && !lim.Deduplicated
+	})
+}
+
+// addMembers adds the members beyond the create's in batches. A batch that
+// may have landed unseen (its holder died with it on the wire, or its answer
+// proved nothing) is resumed by reading the group and adding only the
+// missing, whatever DingTalk answers to adding an existing member.
+func (w *Worker) addMembers(ctx context.Context, stopping <-chan struct{}, j *job) error {
+	ev, c, lim := j.ev, j.held(), w.groups.Limits()
+	var present map[string]bool
+	sync := c.snapshot().AddInFlight
+	onWire := func(ctx context.Context) error { return c.update(ctx, func(r *record) { r.AddInFlight = true }) }
 	for rec := c.snapshot(); rec.Added < len(ev.Members); rec = c.snapshot() {
-		batch := ev.Members[rec.Added:min(len(ev.Members), rec.Added+dingtalk.MaxUsersPerCall)]
-		req := &dingtalk.UpdateChatRequest{ChatID: rec.ChatID, AddUserIDs: batch}
+		grp := dingtalk.Group{ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID}
+		var end int
 		err := w.call(ctx, stopping, j, "add members", func(ctx context.Context) error {
-			return w.chats.UpdateChat(ctx, req)
+			if sync {
+				ids, err := w.groups.Members(ctx, grp)
+				if err != nil {
+					return err
+				}
+				present, sync = make(map[string]bool, len(ids)), false
+				for _, id := range ids {
+					present[id] = true
+				}
+				c.addAttempts(1)
+			}
+			var batch []string
+			batch, end = nextBatch(ev.Members, rec.Added, present, lim.MembersPerAdd)
+			if len(batch) == 0 {
+				return nil
+			}
+			err := w.groups.AddMembers(dingtalk.WithBeforeSend(ctx, onWire), grp, batch)
+			switch {
+			case err == nil:
+			case dingtalk.Classify(err) == dingtalk.OutcomeUnknown:
+				sync = true // the record keeps AddInFlight: a successor syncs too
+			case c.snapshot().AddInFlight:
+				if werr := c.update(ctx, func(r *record) { r.AddInFlight = false }); werr != nil {
+					return werr
+				}
+			}
+			return err
 		})
 		if err != nil {
 			return err
 		}
 		err = c.update(ctx, func(r *record) {
-			r.Added += len(batch)
-			if r.Added == len(ev.Members) {
+			r.Added, r.AddInFlight = end, false
+			if r.Added >= len(ev.Members) {
 				r.Step = stepMembersAdded
 			}
 		})
@@ -56,20 +132,39 @@ func (w *Worker) provision(ctx context.Context, stopping <-chan struct{}, j *job
 			return err
 		}
 	}
-	if rec := c.snapshot(); rec.InviteURL == "" {
-		var link string
-		err := w.call(ctx, stopping, j, "fetch the join link", func(ctx context.Context) (err error) {
-			link, err = w.chats.QRCodeLink(ctx, rec.ChatID, ev.Owner)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if err := c.update(ctx, func(r *record) { r.Step, r.InviteURL = stepLinked, link }); err != nil {
-			return err
+	return nil
+}
+
+// nextBatch returns up to n members from members[from:] that are not present,
+// and the index just after the last one it took (or len(members)).
+func nextBatch(members []string, from int, present map[string]bool, n int) ([]string, int) {
+	var batch []string
+	i := from
+	for ; i < len(members) && len(batch) < n; i++ {
+		if !present[members[i]] {
+			batch = append(batch, members[i])
 		}
 	}
-	return w.publishProvisioned(ctx, j)
+	return batch, i
+}
+
+// fetchLink records the group's join link, shared by the owner.
+func (w *Worker) fetchLink(ctx context.Context, stopping <-chan struct{}, j *job) error {
+	c := j.held()
+	rec := c.snapshot()
+	if rec.InviteURL != "" {
+		return nil
+	}
+	grp := dingtalk.Group{ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID}
+	var link string
+	err := w.call(ctx, stopping, j, "fetch the join link", func(ctx context.Context) (err error) {
+		link, err = w.groups.JoinLink(ctx, grp, j.ev.Owner)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.update(ctx, func(r *record) { r.Step, r.InviteURL = stepLinked, link })
 }
 
 func (w *Worker) publishProvisioned(ctx context.Context, j *job) error {
@@ -78,7 +173,7 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job) error {
 	res := messages.Provisioned{
 		ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
 		ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID, InviteURL: rec.InviteURL,
-		Name: ev.Name, Owner: ev.Owner, MemberCount: len(ev.Members), Attempts: rec.Attempts,
+		Name: messages.GroupName(ev.Name, w.groups.Limits().NameRunes), Owner: ev.Owner, MemberCount: len(ev.Members), Attempts: rec.Attempts,
 		Metadata: ev.Metadata, ProvisionedAt: w.cfg.Now().UTC(), PossibleDuplicate: rec.PossibleDuplicate,
 	}
 	res.SetRef(ev)
@@ -99,10 +194,12 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job) error {
 	return nil
 }
 
-// call runs one DingTalk call, retrying transient failures with exponential
+// call runs one DingTalk step, retrying transient failures with exponential
 // backoff and jitter until the event's retry budget (counted from its first
 // attempt, across deliveries) runs out. A permanent refusal is a failure at
-// once. Shutdown during a backoff wait hands the event back.
+// once. Shutdown during a backoff wait hands the event back. An error that
+// did not come from DingTalk (the step record could not be written) is
+// returned as it is: settle hands the event back.
 func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, what string, fn func(context.Context) error) error {
 	c := j.held()
 	b := backoff.NewExponentialBackOff(
@@ -113,33 +210,35 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 	deadline := c.snapshot().FirstAttemptAt.Add(w.cfg.RetryBudget)
 	for {
 		err := fn(ctx)
-		c.addAttempts(1)
-		if err == nil {
-			return nil
-		}
-		class := dingtalk.Classify(err)
-		if class == dingtalk.OutcomeUnknown {
-			c.markPossibleDuplicate()
-		}
-		if ctx.Err() != nil {
-			return &retryLater{reason: "interrupted at the end of the shutdown grace period"}
-		}
 		var de *dingtalk.Error
-		errors.As(err, &de)
-		if class == dingtalk.Permanent {
-			return &failure{reason: messages.ReasonDingTalkRejected, errcode: errcode(de), cause: err,
-				message: fmt.Sprintf("DingTalk refused to %s: %s", what, strings.TrimPrefix(err.Error(), "dingtalk: "))}
+		fromDingTalk := errors.As(err, &de)
+		if err == nil || fromDingTalk {
+			c.addAttempts(1)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return &retryLater{reason: "interrupted at the end of the shutdown grace period"}
+		case !fromDingTalk:
+			return err
+		}
+		said := strings.TrimPrefix(err.Error(), "dingtalk: ")
+		switch de.Class {
+		case dingtalk.Permanent, dingtalk.QuotaExhausted:
+			return &failure{reason: messages.ReasonDingTalkRejected, dingtalk: de, cause: err,
+				message: fmt.Sprintf("DingTalk refused to %s: %s", what, said)}
 		}
 		delay := b.NextBackOff()
-		if de != nil && de.RetryAfter > delay {
+		if de.RetryAfter > delay {
 			delay = de.RetryAfter
 		}
 		if w.cfg.Now().Add(delay).After(deadline) {
-			return &failure{reason: messages.ReasonRetriesExhausted, errcode: errcode(de), cause: err,
+			return &failure{reason: messages.ReasonRetriesExhausted, dingtalk: de, cause: err,
 				message: fmt.Sprintf("DingTalk kept failing to %s for the whole retry budget of %v (%d calls); last error: %s",
-					what, w.cfg.RetryBudget, c.snapshot().Attempts, strings.TrimPrefix(err.Error(), "dingtalk: "))}
+					what, w.cfg.RetryBudget, c.snapshot().Attempts, said)}
 		}
-		j.log.Debug().Str("event_id", j.eventID).Str("class", class.String()).Err(err).Dur("retry_in", delay).Msg("DingTalk call failed; retrying")
+		j.log.Debug().Str("event_id", j.eventID).Str("class", de.Class.String()).Err(err).Dur("retry_in", delay).Msg("DingTalk call failed; retrying")
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -151,13 +250,4 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 			return &retryLater{reason: "interrupted at the end of the shutdown grace period"}
 		}
 	}
-}
-
-// errcode is DingTalk's errcode when DingTalk answered with one.
-func errcode(e *dingtalk.Error) *int {
-	if e == nil || e.ErrCode == 0 {
-		return nil
-	}
-	n := e.ErrCode
-	return &n
 }

@@ -18,26 +18,21 @@ import (
 	"provisioner/dingtalk"
 )
 
-// Chats is the part of DingTalk the worker uses; *dingtalk.Client implements it.
-type Chats interface {
-	CreateChat(ctx context.Context, req *dingtalk.CreateChatRequest) (*dingtalk.CreatedChat, error)
-	UpdateChat(ctx context.Context, req *dingtalk.UpdateChatRequest) error
-	QRCodeLink(ctx context.Context, chatID, userID string) (string, error)
-}
-
 // Worker consumes events and provisions groups. Create it with New and call
 // Run once.
 type Worker struct {
 	cfg   Config
 	js    jetstream.JetStream
-	topo  *topology
-	chats Chats
-	log   zerolog.Logger
+	topo   *topology
+	groups dingtalk.Groups
+	log    zerolog.Logger
 }
 
 // New checks cfg, then finds or creates the streams, the consumer and the
-// KV bucket the worker needs.
-func New(ctx context.Context, js jetstream.JetStream, chats Chats, log zerolog.Logger, cfg Config) (*Worker, error) {
+// KV bucket the worker needs. groups says which kind of group it makes
+// (dingtalk.NewChatGroups or dingtalk.NewSceneGroups); the worker knows the
+// API family only through it.
+func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, log zerolog.Logger, cfg Config) (*Worker, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -47,7 +42,7 @@ func New(ctx context.Context, js jetstream.JetStream, chats Chats, log zerolog.L
 		return nil, err
 	}
 	log = log.With().Str("instance", cfg.InstanceID).Logger()
-	return &Worker{cfg: cfg, js: js, topo: topo, chats: chats, log: log}, nil
+	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, log: log}, nil
 }
 
 // Run works events until ctx is cancelled, then stops taking messages, hands

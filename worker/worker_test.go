@@ -13,13 +13,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"provisioner/dingtalk"
 	"provisioner/dingtalk/sim"
 	"provisioner/messages"
 	"provisioner/worker"
 )
 
 func TestBothSubjectsEndToEnd(t *testing.T) {
-	e := newEnv(t, sim.Config{})
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) { bothSubjectsEndToEnd(t, m) })
+	}
+}
+
+func bothSubjectsEndToEnd(t *testing.T, m mode) {
+	e := newModeEnv(t, sim.Config{}, m)
 	e.start(testConfig(), nil)
 	e.publish("project.created", map[string]any{
 		"id": "evt-1", "project_id": "P-1", "name": "Apollo launch", "owner": "manager4220",
@@ -27,7 +34,7 @@ func TestBothSubjectsEndToEnd(t *testing.T) {
 	})
 	e.publish("event.scheduled", map[string]any{
 		"specversion": "1.0", "id": "ce-1", "source": "/hr", "type": "event.scheduled", "datacontenttype": "application/json",
-		"data": map[string]any{"id": "evt-2", "event_id": "E-9", "title": "Q4 offsite for the whole company", "organizer": "u1",
+		"data": map[string]any{"id": "evt-2", "event_id": "E-9", "title": "Q4 offsite for the whole company and friends", "organizer": "u1",
 			"attendees": []string{"u2", "u3"}, "starts_at": "2026-12-01T09:00:00Z"},
 	})
 	rs := e.results(2)
@@ -43,8 +50,12 @@ func TestBothSubjectsEndToEnd(t *testing.T) {
 		p.Name != "Apollo launch" || string(p.Metadata) != `{"trace":"t-1"}` || p.Attempts != 2 || p.PossibleDuplicate {
 		t.Errorf("project result: %s", p.Raw)
 	}
-	if ev.EventID != "E-9" || ev.ProjectID != "" || ev.Name != "Q4 offsite for the w" || ev.MemberCount != 3 {
-		t.Errorf("event result: %s", ev.Raw)
+	wantTitle := "Q4 offsite for the w" // 20 characters
+	if m.scene {
+		wantTitle = "Q4 offsite for the whole compa" // 30
+	}
+	if ev.EventID != "E-9" || ev.ProjectID != "" || ev.Name != wantTitle || ev.MemberCount != 3 {
+		t.Errorf("event result: %s; want the name cut to %q", ev.Raw, wantTitle)
 	}
 	for _, r := range rs {
 		if r.ID != messages.Key(r.SourceSubject, r.SourceID) || !strings.HasPrefix(r.InviteURL, "https://qr.dingtalk.com/") ||
@@ -52,8 +63,11 @@ func TestBothSubjectsEndToEnd(t *testing.T) {
 			t.Errorf("result missing fields: %s", r.Raw)
 		}
 		g, ok := e.sim.Group(r.ChatID)
-		if !ok || g.Owner != r.Owner || len(g.Members) != r.MemberCount || g.Members[0] != r.Owner {
+		if !ok || g.Owner != r.Owner || len(g.Members) != r.MemberCount || g.Members[0] != r.Owner || g.Name != r.Name {
 			t.Errorf("group %s in DingTalk: %+v", r.ChatID, g)
+		}
+		if m.scene && (g.TemplateID != testTemplate || g.UUID != r.ID) {
+			t.Errorf("scene group %+v: want template %s and uuid %s", g, testTemplate, r.ID)
 		}
 	}
 	if g, _ := e.sim.Group(p.ChatID); g.Settings["searchable"] != 1 {
@@ -61,8 +75,8 @@ func TestBothSubjectsEndToEnd(t *testing.T) {
 	}
 	// The happy path costs exactly two calls per event, and one token.
 	st := e.sim.Stats()
-	if st.Calls["chat/create"] != 2 || st.Calls["topapi/chat/qrcode/get"] != 2 || st.Calls["chat/update"] != 0 || st.Calls["gettoken"] != 1 {
-		t.Errorf("DingTalk calls: %v", st.Calls)
+	if st.Calls[m.create] != 2 || st.Calls[m.link] != 2 || st.Calls[m.add] != 0 || st.Calls[m.tokenAPI] != 1 || len(st.Calls) != 3 {
+		t.Errorf("DingTalk calls: %v; want 2 %s, 2 %s, 1 %s and nothing else", st.Calls, m.create, m.link, m.tokenAPI)
 	}
 	e.waitFor("every message settled", func() bool { return e.pending() == 0 })
 	for _, line := range e.logs.all() {
@@ -75,47 +89,89 @@ func TestBothSubjectsEndToEnd(t *testing.T) {
 	}
 }
 
-func TestLargeGroups(t *testing.T) {
-	e := newEnv(t, sim.Config{})
-	e.start(testConfig(), nil)
-	e.publish("project.created", project("forty-one", members("m", 40)...)) // 41 with the owner
-	e.publish("project.created", project("thousand-one", members("m", 1000)...))
-	rs := e.results(2)
-	for _, r := range rs {
-		switch r.SourceID {
-		case "forty-one":
+func TestNamesAreCutByCharacters(t *testing.T) {
+	name := "新员工入职🚀" + strings.Repeat("冬季批次🎉", 8) // 45 characters, many of them 3 or 4 bytes
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newModeEnv(t, sim.Config{}, m)
+			e.start(testConfig(), nil)
+			e.publish("project.created", map[string]any{"id": "cjk", "project_id": "P", "name": name, "owner": "o", "members": []string{"u"}})
+			r := e.results(1)[0]
+			want := []rune(name)[:20]
+			if m.scene {
+				want = []rune(name)[:30]
+			}
 			g, _ := e.sim.Group(r.ChatID)
-			if r.Subject != "group.provisioned" || r.MemberCount != 41 || len(g.Members) != 41 {
-				t.Errorf("41 members: %s; group has %d", r.Raw, len(g.Members))
+			if r.Subject != "group.provisioned" || r.Name != string(want) || g.Name != string(want) {
+				t.Fatalf("result %s, group name %q; want %q", r.Raw, g.Name, string(want))
 			}
-		case "thousand-one":
-			if r.Subject != "group.failed" || r.Error.Reason != messages.ReasonTooManyMembers || r.Error.DingTalkErrcode != nil {
-				t.Errorf("1001 members: %s", r.Raw)
-			}
-		}
+		})
 	}
-	st := e.sim.Stats()
-	if st.Calls["chat/create"] != 1 || st.Calls["chat/update"] != 1 || st.Calls["topapi/chat/qrcode/get"] != 1 {
-		t.Errorf("calls %v: want one create, one update (the 41st member), one link; none for 1001", st.Calls)
+}
+
+func TestLargeGroups(t *testing.T) {
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newModeEnv(t, sim.Config{}, m)
+			e.start(testConfig(), nil)
+			e.publish("project.created", project("forty-five", members("m", 44)...)) // 45 with the owner
+			e.publish("project.created", project("thousand-one", members("m", 1000)...))
+			rs := e.results(2)
+			for _, r := range rs {
+				switch r.SourceID {
+				case "forty-five":
+					g, _ := e.sim.Group(r.ChatID)
+					if r.Subject != "group.provisioned" || r.MemberCount != 45 || len(g.Members) != 45 {
+						t.Errorf("45 members: %s; group has %d", r.Raw, len(g.Members))
+					}
+				case "thousand-one":
+					if r.Subject != "group.failed" || r.Error.Reason != messages.ReasonTooManyMembers || r.Error.DingTalkErrcode != nil {
+						t.Errorf("1001 members: %s", r.Raw)
+					}
+				}
+			}
+			wantAdds := 1 // the 41st to 45th member
+			if m.scene {
+				wantAdds = 0 // a scene group takes 999 besides the owner at create
+			}
+			st := e.sim.Stats()
+			if st.Calls[m.create] != 1 || st.Calls[m.add] != wantAdds || st.Calls[m.link] != 1 {
+				t.Errorf("calls %v: want one create, %d adds, one link; none for 1001", st.Calls, wantAdds)
+			}
+		})
 	}
 }
 
 func TestMaximumGroupIsBuiltInBatches(t *testing.T) {
-	e := newEnv(t, sim.Config{})
-	e.start(testConfig(), nil)
-	e.publish("project.created", project("thousand", members("m", 999)...))
-	r := e.results(1)[0]
-	g, _ := e.sim.Group(r.ChatID)
-	if r.Subject != "group.provisioned" || r.MemberCount != 1000 || len(g.Members) != 1000 {
-		t.Fatalf("1000 members: %s; group has %d", r.Raw, len(g.Members))
-	}
-	if n := e.sim.Stats().Calls["chat/update"]; n != 24 {
-		t.Errorf("chat/update called %d times, want 24 batches of 40 after the first 40", n)
+	for _, m := range []mode{v1Mode, sceneMode} {
+		t.Run(m.name, func(t *testing.T) {
+			e := newModeEnv(t, sim.Config{}, m)
+			e.start(testConfig(), nil)
+			e.publish("project.created", project("thousand", members("m", 999)...))
+			r := e.results(1)[0]
+			g, _ := e.sim.Group(r.ChatID)
+			if r.Subject != "group.provisioned" || r.MemberCount != 1000 || len(g.Members) != 1000 {
+				t.Fatalf("1000 members: %s; group has %d", r.Raw, len(g.Members))
+			}
+			want := 24 // batches of 40 after the first 40
+			if m.scene {
+				want = 0
+			}
+			if n := e.sim.Stats().Calls[m.add]; n != want {
+				t.Errorf("%s called %d times, want %d", m.add, n, want)
+			}
+		})
 	}
 }
 
 func TestInvalidEventsFailOnceWithTheirPayloadKept(t *testing.T) {
-	e := newEnv(t, sim.Config{})
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) { invalidEventsFailOnce(t, m) })
+	}
+}
+
+func invalidEventsFailOnce(t *testing.T, m mode) {
+	e := newModeEnv(t, sim.Config{}, m)
 	e.start(testConfig(), nil)
 	inputs := []struct {
 		subject, body, reason string
@@ -179,26 +235,41 @@ func TestInvalidEventsFailOnceWithTheirPayloadKept(t *testing.T) {
 }
 
 func TestPermanentDingTalkErrorFailsAtOnce(t *testing.T) {
-	e := newEnv(t, sim.Config{UnknownUsers: []string{"ghost"}})
-	e.start(testConfig(), nil)
-	e.publish("project.created", project("p1", "u1", "ghost"))
-	r := e.results(1)[0]
-	if r.Subject != "group.failed" || r.Error.Reason != messages.ReasonDingTalkRejected || r.Error.DingTalkErrcode == nil ||
-		*r.Error.DingTalkErrcode != 33012 || !strings.Contains(r.Error.Message, "ghost") || r.Attempts != 1 || r.ProjectID != "P-p1" {
-		t.Fatalf("result: %s", r.Raw)
-	}
-	e.waitFor("the message settled", func() bool { return e.pending() == 0 })
-	if n := e.sim.Stats().Calls["chat/create"]; n != 1 {
-		t.Fatalf("chat/create called %d times: a permanent error must not be retried", n)
-	}
-	dead := e.readStream("PROVISIONER_DEAD_LETTERS", 1)
-	if !bytes.Contains(dead[0].Raw, []byte(`"ghost"`)) {
-		t.Fatalf("dead letter: %s", dead[0].Raw)
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newModeEnv(t, sim.Config{UnknownUsers: []string{"ghost"}}, m)
+			e.start(testConfig(), nil)
+			e.publish("project.created", project("p1", "u1", "ghost"))
+			r := e.results(1)[0]
+			if r.Subject != "group.failed" || r.Error.Reason != messages.ReasonDingTalkRejected || !strings.Contains(r.Error.Message, "ghost") ||
+				r.Attempts != 1 || r.ProjectID != "P-p1" || r.Error.DingTalkRequestID == "" {
+				t.Fatalf("result: %s", r.Raw)
+			}
+			// DingTalk's answer as it came: errcode from the old family, code from v1.0.
+			if m.family == dingtalk.Legacy && (r.Error.DingTalkErrcode == nil || *r.Error.DingTalkErrcode != 33012 || r.Error.DingTalkCode != "") ||
+				m.family == dingtalk.V1 && (r.Error.DingTalkErrcode != nil || r.Error.DingTalkCode != dingtalk.CodeV1MemberNotFound) {
+				t.Fatalf("DingTalk's answer in the result: %s", r.Raw)
+			}
+			e.waitFor("the message settled", func() bool { return e.pending() == 0 })
+			if n := e.sim.Stats().Calls[m.create]; n != 1 {
+				t.Fatalf("%s called %d times: a permanent error must not be retried", m.create, n)
+			}
+			dead := e.readStream("PROVISIONER_DEAD_LETTERS", 1)
+			if !bytes.Contains(dead[0].Raw, []byte(`"ghost"`)) {
+				t.Fatalf("dead letter: %s", dead[0].Raw)
+			}
+		})
 	}
 }
 
 func TestEventPublishedTwice(t *testing.T) {
-	e := newEnv(t, sim.Config{})
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) { eventPublishedTwice(t, m) })
+	}
+}
+
+func eventPublishedTwice(t *testing.T, m mode) {
+	e := newModeEnv(t, sim.Config{}, m)
 	// Subscribers see every publish; the results stream keeps one per message id.
 	sub, err := e.js.Conn().SubscribeSync("group.provisioned")
 	if err != nil {
@@ -223,7 +294,7 @@ func TestEventPublishedTwice(t *testing.T) {
 		t.Fatalf("results stream holds %d results, want 1 (the republish is deduplicated)", len(stored))
 	}
 	st := e.sim.Stats()
-	if st.GroupsCreated != 1 || st.Calls["chat/create"] != 1 || st.Calls["topapi/chat/qrcode/get"] != 1 {
+	if st.GroupsCreated != 1 || st.Calls[m.create] != 1 || st.Calls[m.link] != 1 {
 		t.Fatalf("DingTalk: %d groups, calls %v; want one group and no second call", st.GroupsCreated, st.Calls)
 	}
 }
@@ -232,7 +303,7 @@ func TestUnknownSubjectIsRefusedAtStartup(t *testing.T) {
 	e := newEnv(t, sim.Config{})
 	cfg := testConfig()
 	cfg.Subjects = map[string]messages.Kind{"project.*": messages.ProjectCreated}
-	if _, err := worker.New(context.Background(), e.js, e.client, zerolog.Nop(), cfg); err == nil || !strings.Contains(err.Error(), "literal") {
+	if _, err := worker.New(context.Background(), e.js, e.groups, zerolog.Nop(), cfg); err == nil || !strings.Contains(err.Error(), "literal") {
 		t.Fatalf("wildcard input subject: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"provisioner/dingtalk"
 	"provisioner/messages"
 	"provisioner/worker"
 )
@@ -23,7 +24,10 @@ type env struct {
 	NATSStoreDir string `envconfig:"NATS_STORE_DIR" default:"data/nats"`
 	NATSListen   string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
 
-	DingTalkBaseURL   string  `envconfig:"DINGTALK_BASE_URL" default:"https://oapi.dingtalk.com"`
+	DingTalkAPI             string  `envconfig:"DINGTALK_API" default:"v1"`
+	DingTalkAPIBaseURL      string  `envconfig:"DINGTALK_API_BASE_URL" default:"https://api.dingtalk.com"`
+	DingTalkSceneTemplateID string  `envconfig:"DINGTALK_SCENE_TEMPLATE_ID"`
+	DingTalkBaseURL         string  `envconfig:"DINGTALK_BASE_URL" default:"https://oapi.dingtalk.com"`
 	DingTalkAppKey    string  `envconfig:"DINGTALK_APP_KEY"`
 	DingTalkAppSecret string  `envconfig:"DINGTALK_APP_SECRET"`
 	DingTalkQPS       float64 `envconfig:"DINGTALK_QPS" default:"20"`
@@ -73,8 +77,16 @@ func loadEnv() (*env, error) {
 		return nil, bad("DINGTALK_APP_KEY", "is required: the DingTalk app's key")
 	case e.DingTalkAppSecret == "":
 		return nil, bad("DINGTALK_APP_SECRET", "is required: the DingTalk app's secret")
+	case e.DingTalkAPI != string(dingtalk.V1) && e.DingTalkAPI != string(dingtalk.Legacy):
+		return nil, bad("DINGTALK_API", fmt.Sprintf("must be v1 (an app created today) or legacy (an app that holds chat/create), got %q", e.DingTalkAPI))
+	case e.DingTalkSceneTemplateID != "" && e.DingTalkAPI != string(dingtalk.V1):
+		return nil, bad("DINGTALK_SCENE_TEMPLATE_ID", "needs DINGTALK_API=v1: scene groups exist only in the v1.0 API")
+	case len(e.DingTalkSceneTemplateID) > 128 || strings.ContainsAny(e.DingTalkSceneTemplateID, " \t\r\n"):
+		return nil, bad("DINGTALK_SCENE_TEMPLATE_ID", fmt.Sprintf("must be a template id from the developer console, got %q", e.DingTalkSceneTemplateID))
 	case !isHTTPURL(e.DingTalkBaseURL):
 		return nil, bad("DINGTALK_BASE_URL", fmt.Sprintf("must be an absolute http(s) URL, got %q", e.DingTalkBaseURL))
+	case !isHTTPURL(e.DingTalkAPIBaseURL):
+		return nil, bad("DINGTALK_API_BASE_URL", fmt.Sprintf("must be an absolute http(s) URL, got %q", e.DingTalkAPIBaseURL))
 	case e.DingTalkQPS <= 0:
 		return nil, bad("DINGTALK_QPS", fmt.Sprintf("must be more than 0 calls per second per API, got %v", e.DingTalkQPS))
 	case e.Concurrency < 1 || e.Concurrency > 10000:
@@ -139,4 +151,36 @@ func typeName(t string) string {
 		return "a duration such as 30s or 5m"
 	}
 	return t
+}
+
+// groups builds the DingTalk client and the kind of group the worker makes:
+// plain groups in the configured family, or scene groups from the template.
+func (e *env) groups() (dingtalk.Groups, string, error) {
+	client, err := dingtalk.NewClient(dingtalk.Options{
+		Family: dingtalk.Family(e.DingTalkAPI), BaseURL: e.DingTalkBaseURL, APIBaseURL: e.DingTalkAPIBaseURL,
+		AppKey: e.DingTalkAppKey, AppSecret: e.DingTalkAppSecret, QPS: e.DingTalkQPS,
+	})
+	if err != nil {
+		return nil, "", usageError("provisioner: " + err.Error())
+	}
+	if e.DingTalkSceneTemplateID == "" {
+		return dingtalk.NewChatGroups(client), describeMode(client.Family(), false), nil
+	}
+	g, err := dingtalk.NewSceneGroups(client, e.DingTalkSceneTemplateID)
+	if err != nil {
+		return nil, "", usageError("provisioner: " + err.Error())
+	}
+	return g, describeMode(client.Family(), true), nil
+}
+
+// describeMode names the API family and the kind of group, for logs and the demo.
+func describeMode(f dingtalk.Family, scene bool) string {
+	switch {
+	case scene:
+		return "v1 scene groups (sceneGroup/create, de-duplicated by uuid)"
+	case f == dingtalk.Legacy:
+		return "legacy (gettoken, chat/create, chat/update)"
+	default:
+		return "v1 (oauth2/accessToken, v1.0/im/group/create and update)"
+	}
 }

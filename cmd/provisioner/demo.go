@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +35,8 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:4222", "where the embedded NATS server listens with -serve")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up if the samples' results take longer")
 	logLevel := fs.String("log-level", "error", "the worker's log level (its JSON logs go to stderr)")
+	api := fs.String("api", "v1", "the DingTalk API family: v1 (an app created today) or legacy")
+	scene := fs.Bool("scene", false, "make scene groups from the simulator's demo-template (v1 only)")
 	var sf simFlags
 	sf.register(fs)
 	_ = fs.Set("busy", "0.2")
@@ -54,6 +58,13 @@ Flags:
 	}
 	if err := sf.check(); err != nil {
 		return err
+	}
+	family, err := dingtalk.ParseFamily(*api)
+	if err != nil {
+		return usageError("provisioner: -api: " + err.Error())
+	}
+	if *scene && family != dingtalk.V1 {
+		return usageError("provisioner: -scene needs -api v1: scene groups exist only in the v1.0 API")
 	}
 	level, err := zerolog.ParseLevel(*logLevel)
 	if err != nil {
@@ -98,12 +109,17 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	client, err := dingtalk.NewClient(dingtalk.Options{BaseURL: baseURL, AppKey: sf.appKey, AppSecret: sf.appSecret, QPS: 20})
+	e := &env{DingTalkAPI: string(family), DingTalkBaseURL: baseURL, DingTalkAPIBaseURL: baseURL,
+		DingTalkAppKey: sf.appKey, DingTalkAppSecret: sf.appSecret, DingTalkQPS: 20}
+	if *scene {
+		e.DingTalkSceneTemplateID = "demo-template"
+	}
+	groups, mode, err := e.groups()
 	if err != nil {
 		return err
 	}
 	log := zerolog.New(c.main.Stderr).Level(level).With().Timestamp().Str("service", "provisioner").Logger()
-	w, err := worker.New(ctx, js, client, log, worker.Config{Concurrency: 16, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second})
+	w, err := worker.New(ctx, js, groups, log, worker.Config{Concurrency: 16, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -119,8 +135,8 @@ Flags:
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(workerCtx) }()
 
-	fmt.Fprintf(out, "NATS (JetStream) at %s · DingTalk simulator at %s (%.0f%% busy answers, %v latency)\n",
-		ns.ClientURL(), baseURL, sf.faults.BusyRate*100, sf.faults.Latency)
+	fmt.Fprintf(out, "NATS (JetStream) at %s · DingTalk simulator at %s (%.0f%% busy answers, %v latency)\nDingTalk API: %s\n",
+		ns.ClientURL(), baseURL, sf.faults.BusyRate*100, sf.faults.Latency, mode)
 	samples := sampleEvents()
 	for _, s := range samples {
 		if _, err := js.Publish(ctx, s.subject, []byte(s.body)); err != nil {
@@ -149,9 +165,8 @@ Flags:
 		}
 	}
 	st := simServer.Stats()
-	fmt.Fprintf(out, "\n%d provisioned, %d failed in %v. DingTalk calls: %d chat/create, %d chat/update, %d qrcode, %d gettoken; %d busy answers retried.\n",
-		provisioned, failed, time.Since(start).Round(time.Millisecond), st.Calls["chat/create"], st.Calls["chat/update"],
-		st.Calls["topapi/chat/qrcode/get"], st.Calls["gettoken"], st.Busy)
+	fmt.Fprintf(out, "\n%d provisioned, %d failed in %v. DingTalk calls: %s; %d busy answers retried.\n",
+		provisioned, failed, time.Since(start).Round(time.Millisecond), describeCalls(st.Calls), st.Busy)
 
 	if *serve {
 		fmt.Fprintf(out, "\nserving until Ctrl-C. Publish your own events, for example:\n  nats --server %s pub project.created '{\"id\":\"my-1\",\"project_id\":\"P-7\",\"name\":\"My project\",\"owner\":\"u1\",\"members\":[\"u2\",\"u3\"]}'\n\n", ns.ClientURL())
@@ -169,6 +184,16 @@ Flags:
 	return <-workerDone
 }
 
+// describeCalls lists the calls made per API, in a stable order.
+func describeCalls(calls map[string]int) string {
+	apis := slices.Sorted(maps.Keys(calls))
+	parts := make([]string, len(apis))
+	for i, api := range apis {
+		parts[i] = fmt.Sprintf("%d %s", calls[api], api)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // printResult prints one result line and reports whether it was a success.
 func printResult(out interface{ Write([]byte) (int, error) }, m *nats.Msg) bool {
 	var r struct {
@@ -184,7 +209,14 @@ func printResult(out interface{ Write([]byte) (int, error) }, m *nats.Msg) bool 
 		ref = "event " + r.EventID
 	}
 	if r.Error != nil {
-		fmt.Fprintf(out, "✗ %-18s %-12s %s: %s\n", m.Subject, ref, r.Error.Reason, r.Error.Message)
+		code := r.Error.DingTalkCode
+		if r.Error.DingTalkErrcode != nil {
+			code = fmt.Sprint(*r.Error.DingTalkErrcode)
+		}
+		if code != "" {
+			code = " [DingTalk " + code + "]"
+		}
+		fmt.Fprintf(out, "✗ %-18s %-12s %s%s: %s\n", m.Subject, ref, r.Error.Reason, code, r.Error.Message)
 		return false
 	}
 	dup := ""
@@ -200,7 +232,8 @@ type sample struct{ subject, body string }
 
 // sampleEvents are a handful of both kinds: a small project, a 45-member
 // project (created with 40, then one batch added), a CloudEvents envelope,
-// a long title cut to 20 characters, and one with a userid DingTalk refuses.
+// a long title cut to the kind of group's limit, and one with a userid
+// DingTalk refuses.
 func sampleEvents() []sample {
 	team := make([]string, 44)
 	for i := range team {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -38,6 +39,8 @@ func TestConfigurationErrors(t *testing.T) {
 		{"wildcard subject", "SUBJECT_PROJECT_CREATED", "project.*", "SUBJECT_PROJECT_CREATED must be a literal NATS subject"},
 		{"log level", "LOG_LEVEL", "loud", "LOG_LEVEL must be one of"},
 		{"retention", "RETENTION", "1m", "RETENTION must be at least 1h"},
+		{"API family", "DINGTALK_API", "v2", "DINGTALK_API must be v1"},
+		{"API base URL", "DINGTALK_API_BASE_URL", "api.dingtalk.com", "DINGTALK_API_BASE_URL must be an absolute http(s) URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +64,16 @@ func TestConfigurationErrors(t *testing.T) {
 	}
 }
 
+func TestSceneTemplateNeedsV1(t *testing.T) {
+	validEnv(t)
+	t.Setenv("DINGTALK_API", "legacy")
+	t.Setenv("DINGTALK_SCENE_TEMPLATE_ID", "tpl-1")
+	err := (&Main{Stdout: io.Discard, Stderr: io.Discard}).Run(context.Background(), []string{"run"})
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "DINGTALK_SCENE_TEMPLATE_ID needs DINGTALK_API=v1") {
+		t.Fatalf("a scene template with the legacy API: %v", err)
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	var out bytes.Buffer
 	m := &Main{Stdout: &out, Stderr: &out}
@@ -76,17 +89,36 @@ func TestUnknownCommand(t *testing.T) {
 }
 
 func TestDemoPrintsInviteLinks(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	err := (&Main{Stdout: &stdout, Stderr: &stderr}).Run(context.Background(), []string{"demo", "-timeout", "60s"})
-	if err != nil {
-		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	tests := []struct {
+		args        []string
+		family, api string // what the demo says it uses, and a call it must have made
+		code        string // DingTalk's answer for the unknown member
+	}{
+		{nil, "DingTalk API: v1 (", "v1.0/im/group/create", "[DingTalk member.notFound]"},
+		{[]string{"-api", "legacy"}, "DingTalk API: legacy", " chat/create", "[DingTalk 33012]"},
+		{[]string{"-scene"}, "DingTalk API: v1 scene groups", "v1.0/im/sceneGroup/create", "[DingTalk member.notFound]"},
 	}
-	out := stdout.String()
-	if n := strings.Count(out, "join https://qr.dingtalk.com/"); n != 5 {
-		t.Errorf("%d invite links printed, want 5:\n%s", n, out)
+	for _, tt := range tests {
+		t.Run(strings.Join(append([]string{"demo"}, tt.args...), " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := (&Main{Stdout: &stdout, Stderr: &stderr}).Run(context.Background(), append([]string{"demo", "-timeout", "60s"}, tt.args...))
+			if err != nil {
+				t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+			}
+			out := stdout.String()
+			if n := strings.Count(out, "join https://qr.dingtalk.com/"); n != 5 {
+				t.Errorf("%d invite links printed, want 5:\n%s", n, out)
+			}
+			for _, want := range []string{"5 provisioned, 1 failed", "ghost", tt.family, tt.api, tt.code} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+		})
 	}
-	if !strings.Contains(out, "5 provisioned, 1 failed") || !strings.Contains(out, "ghost") {
-		t.Errorf("summary missing:\n%s", out)
+	var out bytes.Buffer
+	if err := (&Main{Stdout: &out, Stderr: &out}).Run(context.Background(), []string{"demo", "-api", "legacy", "-scene"}); exitCode(err) != 2 {
+		t.Errorf("demo -api legacy -scene: %v, want a usage error", err)
 	}
 }
 
@@ -107,6 +139,7 @@ func TestRunWorksEventsUntilCancelled(t *testing.T) {
 	validEnv(t)
 	t.Setenv("NATS_URL", ns.ClientURL())
 	t.Setenv("DINGTALK_BASE_URL", srv.URL)
+	t.Setenv("DINGTALK_API_BASE_URL", srv.URL)
 	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
 	var stdout, stderr syncWriter
 	ctx, cancel := context.WithCancel(context.Background())
@@ -141,7 +174,7 @@ func TestRunWorksEventsUntilCancelled(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	logs := stderr.String()
-	for _, want := range []string{`"message":"group provisioned"`, `"event_id":"run-1"`, `"message":"worker stopped"`, `serving /healthz`} {
+	for _, want := range []string{`"message":"group provisioned"`, `"event_id":"run-1"`, `"message":"worker stopped"`, `serving /healthz`, `"dingtalk_api":"v1 (`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
 		}

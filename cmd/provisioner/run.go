@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"provisioner/dingtalk"
 	"provisioner/worker"
 )
 
@@ -65,15 +64,14 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	client, err := dingtalk.NewClient(dingtalk.Options{
-		BaseURL: e.DingTalkBaseURL, AppKey: e.DingTalkAppKey, AppSecret: e.DingTalkAppSecret, QPS: e.DingTalkQPS,
-	})
+	groups, mode, err := e.groups()
 	if err != nil {
-		return usageError("provisioner: " + err.Error())
+		return err
 	}
+	log.Info().Str("dingtalk_api", mode).Msg("DingTalk API chosen")
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	w, err := worker.New(setupCtx, js, client, log, e.workerConfig())
+	w, err := worker.New(setupCtx, js, groups, log, e.workerConfig())
 	if err != nil {
 		return err
 	}
@@ -128,6 +126,9 @@ Configuration comes from the environment (see README.md for the full table):
 	NATS_CREDS            credentials file for NATS
 	DINGTALK_APP_KEY      required
 	DINGTALK_APP_SECRET   required
+	DINGTALK_API          v1 (default: an app created today) or legacy (an app holding chat/create)
+	DINGTALK_SCENE_TEMPLATE_ID  with v1: make scene groups from this published template
+	DINGTALK_API_BASE_URL default https://api.dingtalk.com
 	DINGTALK_BASE_URL     default https://oapi.dingtalk.com
 	DINGTALK_QPS          calls per second per API, default 20
 	CONCURRENCY           events worked at once, default 64

@@ -23,6 +23,10 @@ type simFlags struct {
 	appKey, appSecret string
 	tokenLifetime     time.Duration
 	unknownUsers      string
+	templates         string
+	refuseUUID        bool
+	refuseExisting    bool
+	quota             int
 	faults            sim.Faults
 	seed              uint64
 }
@@ -32,6 +36,10 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.appSecret, "app-secret", "demo-secret", "the only app secret gettoken accepts")
 	fs.DurationVar(&f.tokenLifetime, "token-lifetime", 7200*time.Second, "how long an access token is valid")
 	fs.StringVar(&f.unknownUsers, "unknown-users", "ghost", "comma-separated userids DingTalk does not know")
+	fs.StringVar(&f.templates, "scene-templates", "demo-template", "comma-separated published scene-group template ids")
+	fs.BoolVar(&f.refuseUUID, "refuse-repeated-uuid", false, "answer a repeated scene-group uuid with an error instead of the first group")
+	fs.BoolVar(&f.refuseExisting, "refuse-existing-members", false, "answer an add naming an existing member with an error instead of a no-op")
+	fs.IntVar(&f.quota, "quota", 0, "the organisation's monthly call quota; 0: none")
 	fs.Float64Var(&f.faults.BusyRate, "busy", 0, "probability of errcode -1 / 400001 (0 to 1)")
 	fs.Float64Var(&f.faults.BadGatewayRate, "bad-gateway", 0, "probability of an HTTP 502 (0 to 1)")
 	fs.Float64Var(&f.faults.LostReplyRate, "lost-reply", 0, "probability that a call takes effect but is answered 502 (0 to 1)")
@@ -46,21 +54,27 @@ func (f *simFlags) check() error {
 			return usageError(fmt.Sprintf("provisioner: %s must be between 0 and 1, got %v", name, p))
 		}
 	}
-	if f.faults.QPS < 0 || f.faults.Latency < 0 || f.tokenLifetime <= 0 {
-		return usageError("provisioner: -qps and -latency must not be negative, -token-lifetime must be positive")
+	if f.faults.QPS < 0 || f.faults.Latency < 0 || f.tokenLifetime <= 0 || f.quota < 0 {
+		return usageError("provisioner: -qps, -latency and -quota must not be negative, -token-lifetime must be positive")
 	}
 	return nil
 }
 
 func (f *simFlags) config() sim.Config {
-	var unknown []string
-	for _, u := range strings.Split(f.unknownUsers, ",") {
+	return sim.Config{AppKey: f.appKey, AppSecret: f.appSecret, TokenLifetime: f.tokenLifetime,
+		UnknownUsers: list(f.unknownUsers), SceneTemplates: list(f.templates), RefuseRepeatedUUID: f.refuseUUID,
+		RefuseExistingMembers: f.refuseExisting, MonthlyQuota: f.quota, Faults: f.faults, Seed: f.seed}
+}
+
+// list splits a comma-separated flag.
+func list(s string) []string {
+	var out []string
+	for _, u := range strings.Split(s, ",") {
 		if u = strings.TrimSpace(u); u != "" {
-			unknown = append(unknown, u)
+			out = append(out, u)
 		}
 	}
-	return sim.Config{AppKey: f.appKey, AppSecret: f.appSecret, TokenLifetime: f.tokenLifetime,
-		UnknownUsers: unknown, Faults: f.faults, Seed: f.seed}
+	return out
 }
 
 // serveSim serves s on addr until ctx is done; ready receives the URL.
@@ -93,9 +107,13 @@ func (c *SimCommand) Run(ctx context.Context, args []string) error {
 	fs.Usage = func() {
 		fmt.Fprint(c.main.Stderr, `Usage: provisioner sim [flags]
 
-Serves a DingTalk simulator: GET /gettoken, POST /chat/create, POST /chat/update,
-GET /chat/get and POST /topapi/chat/qrcode/get, with DingTalk's limits and
-error codes, and faults to inject. Point DINGTALK_BASE_URL at it.
+Serves a DingTalk simulator of both API families on one address: the old
+one (GET /gettoken, POST /chat/create, /chat/update, GET /chat/get, POST
+/topapi/chat/qrcode/get) and v1.0 (POST /v1.0/oauth2/accessToken,
+/v1.0/im/group/create and /update, /v1.0/im/sceneGroup/create and
+/member/add, /v1.0/im/sceneGroups/query and /members/batchQuery), with
+DingTalk's limits, error codes and error shapes, and faults to inject.
+Point both DINGTALK_BASE_URL and DINGTALK_API_BASE_URL at it.
 
 Flags:
 `)
@@ -112,7 +130,7 @@ Flags:
 		fmt.Fprintf(c.main.Stdout, "DingTalk simulator listening on %s (app key %q); Ctrl-C stops it\n", url, sf.appKey)
 	})
 	st := s.Stats()
-	fmt.Fprintf(c.main.Stdout, "served %v; %d groups, %d duplicates, %d busy answers, %d QPS refusals\n",
-		st.Calls, st.GroupsCreated, st.Duplicates, st.Busy, st.RateLimited)
+	fmt.Fprintf(c.main.Stdout, "served %v; %d groups, %d duplicates, %d repeated uuids, %d busy answers, %d QPS refusals, %d quota refusals\n",
+		st.Calls, st.GroupsCreated, st.Duplicates, st.UUIDRepeats, st.Busy, st.RateLimited, st.QuotaRefused)
 	return err
 }
