@@ -23,9 +23,9 @@ import (
 
 // mode is one way of making groups, and the simulator's names for its calls.
 type mode struct {
-	name                             string
-	family                           dingtalk.Family
-	scene                            bool
+	name                              string
+	family                            dingtalk.Family
+	scene                             bool
 	create, add, link, read, tokenAPI string
 }
 

@@ -21,8 +21,8 @@ import (
 // Worker consumes events and provisions groups. Create it with New and call
 // Run once.
 type Worker struct {
-	cfg   Config
-	js    jetstream.JetStream
+	cfg    Config
+	js     jetstream.JetStream
 	topo   *topology
 	groups dingtalk.Groups
 	log    zerolog.Logger

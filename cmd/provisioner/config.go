@@ -28,9 +28,9 @@ type env struct {
 	DingTalkAPIBaseURL      string  `envconfig:"DINGTALK_API_BASE_URL" default:"https://api.dingtalk.com"`
 	DingTalkSceneTemplateID string  `envconfig:"DINGTALK_SCENE_TEMPLATE_ID"`
 	DingTalkBaseURL         string  `envconfig:"DINGTALK_BASE_URL" default:"https://oapi.dingtalk.com"`
-	DingTalkAppKey    string  `envconfig:"DINGTALK_APP_KEY"`
-	DingTalkAppSecret string  `envconfig:"DINGTALK_APP_SECRET"`
-	DingTalkQPS       float64 `envconfig:"DINGTALK_QPS" default:"20"`
+	DingTalkAppKey          string  `envconfig:"DINGTALK_APP_KEY"`
+	DingTalkAppSecret       string  `envconfig:"DINGTALK_APP_SECRET"`
+	DingTalkQPS             float64 `envconfig:"DINGTALK_QPS" default:"20"`
 
 	Concurrency   int           `envconfig:"CONCURRENCY" default:"64"`
 	AckWait       time.Duration `envconfig:"ACK_WAIT" default:"30s"`
