@@ -138,14 +138,19 @@ func TestSoakWithKills(t *testing.T) {
 }
 
 // BenchmarkSoak is the measurement: 10,000 events, 20% busy, 2%
-// HTTP 502 (before the effect), 10 kills, in v1 and scene-group mode.
+// HTTP 502 (before the effect), 10 kills, in v1 and scene-group mode; and v1
+// without 502s, which leaves only the flags the kills cause.
 //
 //	go test ./worker -run '^$' -bench Soak -benchtime 1x
 func BenchmarkSoak(b *testing.B) {
-	for _, m := range []mode{v1Mode, sceneMode} {
-		b.Run(m.name, func(b *testing.B) {
+	for _, tt := range []struct {
+		name       string
+		m          mode
+		badGateway float64
+	}{{"v1", v1Mode, 0.02}, {"scene", sceneMode, 0.02}, {"v1-no-502s", v1Mode, 0}} {
+		b.Run(tt.name, func(b *testing.B) {
 			for range b.N {
-				r := soak(b, m, sim.Config{Faults: sim.Faults{BusyRate: 0.2, BadGatewayRate: 0.02, Latency: 2 * time.Millisecond}}, 10_000, 10)
+				r := soak(b, tt.m, sim.Config{Faults: sim.Faults{BusyRate: 0.2, BadGatewayRate: tt.badGateway, Latency: 2 * time.Millisecond}}, 10_000, 10)
 				if r.results != 10_000 || r.unflagged != 0 {
 					b.Fatalf("%d results, %d unflagged duplicates", r.results, r.unflagged)
 				}
