@@ -46,6 +46,12 @@ func (h *harness) do(method, path, contentType, body string) map[string]any {
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return h.send(req)
+}
+
+// send sends req and decodes the JSON reply, with its HTTP status as "http_status".
+func (h *harness) send(req *http.Request) map[string]any {
+	h.t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
@@ -258,15 +264,7 @@ func (h *harness) v1(api, body string) map[string]any {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("x-acs-dingtalk-access-token", h.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	out := map[string]any{"http_status": float64(resp.StatusCode)}
-	_ = json.Unmarshal(data, &out)
-	return out
+	return h.send(req)
 }
 
 func TestV1Shapes(t *testing.T) {
@@ -284,14 +282,7 @@ func TestV1Shapes(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", h.url+"/chat/get?chatid=x", nil)
 	req.Header.Set("x-acs-dingtalk-access-token", h.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var oapi map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&oapi)
-	resp.Body.Close()
-	if code(oapi) != 88 {
+	if oapi := h.send(req); code(oapi) != 88 {
 		t.Errorf("oapi with the token in a header: %v, want errcode 88", oapi)
 	}
 	h.s.ExpireTokens()
