@@ -199,7 +199,7 @@ func (s *Server) getChat(r *http.Request, _ map[string]json.RawMessage) answer {
 
 func (s *Server) qrCode(_ *http.Request, body map[string]json.RawMessage) answer {
 	var chatID, userID string
-	if err := errorsJoin(field(body, "chatid", &chatID), field(body, "userid", &userID)); err != nil {
+	if err := errors.Join(field(body, "chatid", &chatID), field(body, "userid", &userID)); err != nil {
 		return fail(badParameter, err.Error())
 	}
 	if userID == "" || s.firstUnknown([]string{userID}) != "" {
@@ -268,8 +268,6 @@ func field(body map[string]json.RawMessage, key string, dst any) error {
 	}
 	return nil
 }
-
-func errorsJoin(errs ...error) error { return errors.Join(errs...) }
 
 // chatSettings reads a plain group's flags: flat in the old family, under
 // managementOptions in v1.0.

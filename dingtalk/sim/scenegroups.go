@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -69,7 +70,7 @@ func (s *Server) createSceneGroup(_ *http.Request, body map[string]json.RawMessa
 func (s *Server) addSceneMembers(_ *http.Request, body map[string]json.RawMessage) answer {
 	var cid string
 	var users []string
-	if err := errorsJoin(field(body, "open_conversation_id", &cid), field(body, "user_ids", &users)); err != nil {
+	if err := errors.Join(field(body, "open_conversation_id", &cid), field(body, "user_ids", &users)); err != nil {
 		return fail(badParameter, err.Error())
 	}
 	switch {
@@ -119,7 +120,7 @@ func (s *Server) querySceneGroup(_ *http.Request, body map[string]json.RawMessag
 func (s *Server) sceneMembers(_ *http.Request, body map[string]json.RawMessage) answer {
 	var cid, next string
 	var most int
-	if err := errorsJoin(field(body, "openConversationId", &cid), field(body, "maxResults", &most), field(body, "nextToken", &next)); err != nil {
+	if err := errors.Join(field(body, "openConversationId", &cid), field(body, "maxResults", &most), field(body, "nextToken", &next)); err != nil {
 		return fail(badParameter, err.Error())
 	}
 	if cid == "" || most < 1 || most > maxMembers {

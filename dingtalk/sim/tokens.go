@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 )
 
@@ -19,7 +20,7 @@ func (s *Server) getToken(r *http.Request, _ map[string]json.RawMessage) answer 
 // accessToken answers v1.0's POST /v1.0/oauth2/accessToken with the same token.
 func (s *Server) accessToken(_ *http.Request, body map[string]json.RawMessage) answer {
 	var key, secret string
-	if err := errorsJoin(field(body, "appKey", &key), field(body, "appSecret", &secret)); err != nil {
+	if err := errors.Join(field(body, "appKey", &key), field(body, "appSecret", &secret)); err != nil {
 		return fail(badParameter, err.Error())
 	}
 	token, left, good := s.issue(key, secret)
