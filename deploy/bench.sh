@@ -6,10 +6,18 @@
 #   deploy/bench.sh backlog   10,000 events drained by one worker, simulator at zero latency
 #   deploy/bench.sh qps       1,000 events with DINGTALK_QPS=20 against a simulator that
 #                             refuses more than 20 calls/s per API, with 80 ms latency
+#   deploy/bench.sh soak [v1|scene]
+#                             EVENTS (10,000) events through 20% busy answers and 2% HTTP
+#                             502s, the worker SIGKILLed KILLS (10) times on the way and
+#                             restarted; counts results, flags (by cause) and duplicate
+#                             groups. DINGTALK_QPS=200 against 8 ms latency puts as many
+#                             creates on the wire as 20 calls/s against 80 ms, in a tenth
+#                             of the time.
 #
 # Needs only Go; ports 14222 and 18090 on 127.0.0.1 must be free.
 set -euo pipefail
 mode=${1:-backlog}
+family=${2:-v1}
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 pids=()
@@ -24,10 +32,17 @@ echo "== building provisioner and nats-server"
 go build -o "$work/provisioner" ./cmd/provisioner
 go build -o "$work/nats-server" github.com/nats-io/nats-server/v2
 
+log_level=warn
 case "$mode" in
   backlog) events=10000; sim_flags=(); qps=1000000 ;;
   qps) events=1000; sim_flags=(-qps 20 -latency 80ms); qps=20 ;;
-  *) echo "usage: $0 backlog|qps" >&2; exit 2 ;;
+  soak) events=${EVENTS:-10000}; kills=${KILLS:-10}; sim_flags=(-busy 0.2 -bad-gateway 0.02 -latency 8ms); qps=200; log_level=info ;;
+  *) echo "usage: $0 backlog|qps|soak [v1|scene]" >&2; exit 2 ;;
+esac
+case "$family" in
+  v1) export DINGTALK_SCENE_TEMPLATE_ID= ;;
+  scene) export DINGTALK_SCENE_TEMPLATE_ID=demo-template ;;
+  *) echo "usage: $0 backlog|qps|soak [v1|scene]" >&2; exit 2 ;;
 esac
 
 "$work/nats-server" -js -sd "$work/js" -a 127.0.0.1 -p 14222 >"$work/nats.log" 2>&1 &
@@ -36,7 +51,8 @@ pids+=($!)
 sim_pid=$!
 pids+=($sim_pid)
 export NATS_URL=nats://127.0.0.1:14222 DINGTALK_BASE_URL=http://127.0.0.1:18090
-export DINGTALK_APP_KEY=demo-key DINGTALK_APP_SECRET=demo-secret DINGTALK_QPS=$qps LOG_LEVEL=warn HTTP_ADDR=
+export DINGTALK_API_BASE_URL=http://127.0.0.1:18090
+export DINGTALK_APP_KEY=demo-key DINGTALK_APP_SECRET=demo-secret DINGTALK_QPS=$qps LOG_LEVEL=$log_level HTTP_ADDR= ACK_WAIT=5s
 
 start_worker() {
   "$work/provisioner" run >>"$work/worker.log" 2>&1 &
@@ -56,6 +72,35 @@ sleep 0.5
 start_worker
 wait_for_stream
 kill -TERM "$worker_pid"; wait "$worker_pid" || true
+
+# progress prints how many results load has counted so far.
+progress() {
+  grep -oE '^ *[0-9]+/' "$work/load.log" 2>/dev/null | tail -1 | tr -dc 0-9 || true
+}
+
+if [ "$mode" = soak ]; then
+  echo "== $family: starting one worker, publishing $events events, SIGKILLing the worker $kills times"
+  start_worker
+  "$work/provisioner" load -n "$events" -timeout 20m >"$work/load.log" 2>&1 &
+  load_pid=$!
+  for k in $(seq "$kills"); do
+    until [ "$(progress)" -ge $((k * events / (kills + 1))) ] 2>/dev/null; do
+      kill -0 "$load_pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$worker_pid"; wait "$worker_pid" 2>/dev/null || true
+    echo "   kill $k at $(progress) results"
+    start_worker
+  done
+  wait "$load_pid"
+  tail -1 "$work/load.log"
+  kill -TERM "$worker_pid"; wait "$worker_pid" || true
+  kill -TERM "$sim_pid"; wait "$sim_pid" || true
+  echo "== simulator: $(tail -1 "$work/sim.log")"
+  flagged() { grep '"possible_duplicate":true' "$work/worker.log" | grep -F "$1" | grep -oE '"event_id":"[^"]*"' | sort -u | wc -l; }
+  echo "== flags by cause: $(flagged 'on the wire') by kills ($(awk "BEGIN{printf \"%.1f\", $(flagged 'on the wire')/$kills}") a kill), $(flagged 'HTTP 502') by 502 answers"
+  exit 0
+fi
 
 if [ "$mode" = backlog ]; then
   echo "== publishing a backlog of $events events, then starting one worker"

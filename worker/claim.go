@@ -54,6 +54,9 @@ type record struct {
 	// gateway page, cut off, timed out, or on the wire when its holder died).
 	// A later successful create of a plain group is then a possible duplicate.
 	CreateUnanswered bool `json:"create_unanswered,omitempty"`
+	// UnansweredWhy says what left the first such create unanswered, for
+	// whoever checks a possible duplicate.
+	UnansweredWhy string `json:"create_unanswered_why,omitempty"`
 	// AddInFlight is written just before a batch of members leaves, and kept
 	// while its outcome is unknown: whoever resumes reads the group first.
 	AddInFlight bool `json:"add_in_flight,omitempty"`
@@ -62,6 +65,14 @@ type record struct {
 
 	ResultSubject string          `json:"result_subject,omitempty"`
 	Result        json.RawMessage `json:"result,omitempty"` // the published result, republished verbatim
+}
+
+// unanswered records that a create may have taken effect unseen, and why,
+// keeping the first reason.
+func (r *record) unanswered(why string) {
+	if !r.CreateUnanswered {
+		r.CreateUnanswered, r.UnansweredWhy = true, why
+	}
 }
 
 // errClaimLost means another delivery took the record over: stop, do nothing more.
@@ -190,8 +201,12 @@ func acquire(ctx context.Context, kv jetstream.KeyValue, key string, fresh recor
 		next := old
 		next.Holder, next.StreamSeq = fresh.Holder, fresh.StreamSeq
 		next.LeaseUntil = now().Add(lease)
-		if next.ChatID == "" && (old.CreateInFlight || old.Schema < recordSchema && !old.Released) {
-			next.CreateUnanswered = true
+		switch {
+		case next.ChatID != "":
+		case old.CreateInFlight:
+			next.unanswered("the worker holding the event stopped while a create was on the wire")
+		case old.Schema < recordSchema && !old.Released:
+			next.unanswered("the worker holding the event stopped before recording a create it may have sent (a record from an older version)")
 		}
 		next.CreateInFlight, next.Released = false, false
 		upd, err := encodeJSON(next)

@@ -154,8 +154,8 @@ func TestTakeoverSuspectsAnUnansweredCreate(t *testing.T) {
 			if err != nil || next.claim == nil {
 				t.Fatalf("takeover: %+v, %v", next, err)
 			}
-			if rec := next.claim.snapshot(); rec.CreateUnanswered != tt.want || rec.CreateInFlight {
-				t.Fatalf("create unanswered = %v (in flight %v), want %v", rec.CreateUnanswered, rec.CreateInFlight, tt.want)
+			if rec := next.claim.snapshot(); rec.CreateUnanswered != tt.want || rec.CreateInFlight || (rec.UnansweredWhy != "") != tt.want {
+				t.Fatalf("create unanswered = %v (in flight %v, why %q), want %v", rec.CreateUnanswered, rec.CreateInFlight, rec.UnansweredWhy, tt.want)
 			}
 		})
 	}

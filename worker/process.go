@@ -121,7 +121,8 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 		if err := w.publish(ctx, res.done.ResultSubject, msgID(res.done.ResultSubject, j.key), res.done.Result); err != nil {
 			return err
 		}
-		j.log.Info().Str("event_id", j.eventID).Str("result", res.done.ResultSubject).Str("chatid", res.done.ChatID).Msg("event already handled: result published again")
+		flag(j.log.Info().Str("event_id", j.eventID).Str("result", res.done.ResultSubject).Str("chatid", res.done.ChatID), res.done).
+			Msg("event already handled: result published again")
 		return nil
 	case res.heldFor > 0:
 		return &retryLater{delay: res.heldFor, reason: "another delivery is working this event"}
@@ -129,8 +130,8 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 	j.setClaim(res.claim)
 	if res.tookOver {
 		rec := res.claim.snapshot()
-		j.log.Info().Str("event_id", j.eventID).Str("step", string(rec.Step)).Str("chatid", rec.ChatID).
-			Bool("possible_duplicate", rec.PossibleDuplicate).Msg("resuming an event another delivery left unfinished")
+		flag(j.log.Info().Str("event_id", j.eventID).Str("step", string(rec.Step)).Str("chatid", rec.ChatID), &rec).
+			Msg("resuming an event another delivery left unfinished")
 	}
 	return w.provision(ctx, stopping, j)
 }

@@ -2,7 +2,9 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,6 +51,7 @@ func (k *killable) JoinLink(ctx context.Context, g dingtalk.Group, sharer string
 // soakResult is what a soak run measured.
 type soakResult struct {
 	results, provisioned, flagged int
+	flaggedByKill, flaggedBy502   int // flags by cause, from the worker's log
 	duplicates                    int // groups DingTalk holds beyond one per event
 	unflagged                     int // events with a second group whose result is not flagged
 	sim                           sim.Stats
@@ -57,13 +60,15 @@ type soakResult struct {
 // soak publishes events, runs one worker at a time and kills it kills times
 // (its connection cut, its DingTalk calls stopped) while it works, then
 // checks that every event has one result and that every real duplicate is flagged.
-func soak(tb testing.TB, m mode, simCfg sim.Config, events, kills int) soakResult {
+// The workers share one client capped at qps calls per second per API (0: none).
+func soak(tb testing.TB, m mode, simCfg sim.Config, qps float64, events, kills int) soakResult {
 	tb.Helper()
 	e := newModeEnv(tb, simCfg, m)
+	_, groups := e.newGroups(qps)
 	cfg := testConfig()
 	cfg.Concurrency, cfg.AckWait, cfg.RetryBudget = 64, 2*time.Second, time.Hour
 	start := func() (*running, *killable) {
-		k := &killable{Groups: e.groups}
+		k := &killable{Groups: groups}
 		return e.start(cfg, k), k
 	}
 	w, k := start()
@@ -103,6 +108,7 @@ func soak(tb testing.TB, m mode, simCfg sim.Config, events, kills int) soakResul
 			flagged[r.Name] = true
 		}
 	}
+	out.flaggedByKill, out.flaggedBy502 = flagCauses(tb, e.logs.all())
 	perName := map[string]int{}
 	for _, g := range e.sim.Groups() {
 		perName[g.Name]++
@@ -116,48 +122,93 @@ func soak(tb testing.TB, m mode, simCfg sim.Config, events, kills int) soakResul
 	return out
 }
 
+// flagCauses counts the flagged events in a worker log by what left their
+// first create unanswered: a worker that stopped with it on the wire, or an
+// answer without a DingTalk code (a 502 page).
+func flagCauses(tb testing.TB, log []string) (byKill, by502 int) {
+	tb.Helper()
+	seen := map[string]bool{}
+	for _, line := range log {
+		var l struct {
+			Msg     string `json:"message"`
+			EventID string `json:"event_id"`
+			Flagged bool   `json:"possible_duplicate"`
+			Why     string `json:"possible_duplicate_why"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || !strings.HasPrefix(l.Msg, "group provisioned") && !strings.HasPrefix(l.Msg, "event already handled") || !l.Flagged || seen[l.EventID] {
+			continue
+		}
+		seen[l.EventID] = true
+		switch {
+		case strings.Contains(l.Why, "on the wire"):
+			byKill++
+		case strings.Contains(l.Why, "HTTP 502"):
+			by502++
+		default:
+			tb.Errorf("event %s flagged for an unexpected reason: %q", l.EventID, l.Why)
+		}
+	}
+	return byKill, by502
+}
+
 func TestSoakWithKills(t *testing.T) {
 	faults := sim.Faults{BusyRate: 0.2, BadGatewayRate: 0.02, LostReplyRate: 0.01, Latency: 2 * time.Millisecond}
 	for _, m := range []mode{v1Mode, sceneMode} {
 		t.Run(m.name, func(t *testing.T) {
 			const events, kills = 600, 3
-			r := soak(t, m, sim.Config{Seed: 11, Faults: faults}, events, kills)
+			r := soak(t, m, sim.Config{Seed: 11, Faults: faults}, 0, events, kills)
 			if r.results != events || r.provisioned != events {
 				t.Fatalf("%d results, %d provisioned, want %d each", r.results, r.provisioned, events)
 			}
 			if r.unflagged != 0 {
 				t.Errorf("%d events have a second group but no flag", r.unflagged)
 			}
+			if r.flaggedByKill+r.flaggedBy502 != r.flagged {
+				t.Errorf("%d flags, of which %d by kills and %d by 502s: every flag must say why", r.flagged, r.flaggedByKill, r.flaggedBy502)
+			}
 			if m.scene && (r.duplicates != 0 || r.flagged != 0) {
 				t.Errorf("scene groups: %d duplicates, %d flags; want none", r.duplicates, r.flagged)
 			}
-			t.Logf("%s: %d events, %d kills: %d flagged, %d real duplicates, %d lost replies, %d 502s",
-				m.name, events, kills, r.flagged, r.duplicates, r.sim.LostReplies, r.sim.BadGateways)
+			t.Logf("%s: %d events, %d kills: %d flagged (%d by kills, %d by 502s), %d real duplicates, %d lost replies, %d 502s",
+				m.name, events, kills, r.flagged, r.flaggedByKill, r.flaggedBy502, r.duplicates, r.sim.LostReplies, r.sim.BadGateways)
 		})
 	}
 }
 
 // BenchmarkSoak is the issue's measurement: 10,000 events, 20% busy, 2%
-// HTTP 502 (before the effect), 10 kills, in v1 and scene-group mode; and v1
-// without 502s, which leaves only the flags the kills cause.
+// HTTP 502 (before the effect), 10 kills, in v1 and scene-group mode. A kill
+// can only leave a flag on the creates then on the wire, which are about the
+// create rate times DingTalk's latency: "paced" runs at 200 calls/s per API
+// with 8 ms latency, as many on the wire as 20 calls/s (the standard
+// edition's limit) with 80 ms, in a tenth of the time; "unpaced" has no rate
+// limit and 64 events in flight, the worst case. A 502 before the effect
+// flags its event in v1 mode whatever the kills: DingTalk may have acted.
 //
 //	go test ./worker -run '^$' -bench Soak -benchtime 1x
 func BenchmarkSoak(b *testing.B) {
+	const events, kills = 10_000, 10
 	for _, tt := range []struct {
-		name       string
-		m          mode
-		badGateway float64
-	}{{"v1", v1Mode, 0.02}, {"scene", sceneMode, 0.02}, {"v1-no-502s", v1Mode, 0}} {
+		name    string
+		m       mode
+		qps     float64
+		latency time.Duration
+	}{
+		{"v1/paced", v1Mode, 200, 8 * time.Millisecond},
+		{"scene/paced", sceneMode, 200, 8 * time.Millisecond},
+		{"v1/unpaced", v1Mode, 0, 2 * time.Millisecond},
+	} {
 		b.Run(tt.name, func(b *testing.B) {
 			for range b.N {
-				r := soak(b, tt.m, sim.Config{Faults: sim.Faults{BusyRate: 0.2, BadGatewayRate: tt.badGateway, Latency: 2 * time.Millisecond}}, 10_000, 10)
-				if r.results != 10_000 || r.unflagged != 0 {
+				faults := sim.Faults{BusyRate: 0.2, BadGatewayRate: 0.02, Latency: tt.latency}
+				r := soak(b, tt.m, sim.Config{Faults: faults}, tt.qps, events, kills)
+				if r.results != events || r.unflagged != 0 {
 					b.Fatalf("%d results, %d unflagged duplicates", r.results, r.unflagged)
 				}
 				b.ReportMetric(float64(r.flagged), "flags")
-				b.ReportMetric(float64(r.flagged)/10, "flags/kill")
+				b.ReportMetric(float64(r.flaggedByKill)/kills, "kill-flags/kill")
+				b.ReportMetric(float64(r.flaggedBy502), "502-flags")
 				b.ReportMetric(float64(r.duplicates), "duplicates")
-				b.ReportMetric(float64(r.sim.BadGateways), "502s")
+				b.ReportMetric(float64(r.sim.Calls[tt.m.create]), "creates")
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
 
 	"provisioner/dingtalk"
 	"provisioner/messages"
@@ -52,7 +53,10 @@ func (w *Worker) createGroup(ctx context.Context, stopping <-chan struct{}, j *j
 		}
 		unknown := dingtalk.Classify(err) == dingtalk.OutcomeUnknown
 		if werr := c.update(ctx, func(r *record) {
-			r.CreateInFlight, r.CreateUnanswered = false, r.CreateUnanswered || unknown
+			r.CreateInFlight = false
+			if unknown {
+				r.unanswered("a create was answered without a DingTalk code: " + strings.TrimPrefix(err.Error(), "dingtalk: "))
+			}
 		}); werr != nil {
 			return werr
 		}
@@ -188,9 +192,8 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job) error {
 	if err != nil && !errors.Is(err, errClaimLost) {
 		return err
 	}
-	j.log.Info().Str("event_id", ev.ID).Str("chatid", rec.ChatID).Int("members", len(ev.Members)).
-		Int("attempts", rec.Attempts).Bool("possible_duplicate", rec.PossibleDuplicate).
-		Dur("took", w.cfg.Now().Sub(j.start)).Msg("group provisioned")
+	flag(j.log.Info().Str("event_id", ev.ID).Str("chatid", rec.ChatID).Int("members", len(ev.Members)).
+		Int("attempts", rec.Attempts), &rec).Dur("took", w.cfg.Now().Sub(j.start)).Msg("group provisioned")
 	return nil
 }
 
@@ -250,4 +253,14 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 			return &retryLater{reason: "interrupted at the end of the shutdown grace period"}
 		}
 	}
+}
+
+// flag adds to a log line whether the event's group may be a duplicate, and
+// why, so that whoever checks it knows what to look for.
+func flag(line *zerolog.Event, rec *record) *zerolog.Event {
+	line = line.Bool("possible_duplicate", rec.PossibleDuplicate)
+	if rec.PossibleDuplicate {
+		line = line.Str("possible_duplicate_why", rec.UnansweredWhy)
+	}
+	return line
 }

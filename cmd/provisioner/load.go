@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,34 +87,67 @@ Flags:
 	fmt.Fprintf(out, "published %d events on %s; waiting for results on %s\n", *n, *subject, *results)
 
 	var first, last time.Time
-	got, failed := 0, 0
+	var t tally
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	deadline := time.After(*timeout)
-	for got < *n {
+	for t.results < *n {
 		select {
 		case m := <-arrived:
+			if !t.add(m, *prefix+"-") {
+				continue
+			}
 			if first.IsZero() {
 				first = time.Now()
 			}
 			last = time.Now()
-			got++
-			if m.Subject != "group.provisioned" {
-				failed++
-			}
 		case <-tick.C:
-			fmt.Fprintf(out, "  %d/%d results (%d failed)\n", got, *n, failed)
+			fmt.Fprintf(out, "  %d/%d results %s\n", t.results, *n, t.detail())
 		case <-deadline:
-			return fmt.Errorf("provisioner: load: %d of %d results after %v", got, *n, *timeout)
+			return fmt.Errorf("provisioner: load: %d of %d results after %v", t.results, *n, *timeout)
 		case <-ctx.Done():
 			return nil
 		}
 	}
 	span := last.Sub(first)
-	rate := float64(got)
+	rate := float64(t.results)
 	if span > 0 {
-		rate = float64(got-1) / span.Seconds()
+		rate = float64(t.results-1) / span.Seconds()
 	}
-	fmt.Fprintf(out, "%d results (%d failed) in %v from the first to the last: %.0f events/s\n", got, failed, span.Round(time.Millisecond), rate)
+	fmt.Fprintf(out, "%d results %s in %v from the first to the last: %.0f events/s\n", t.results, t.detail(), span.Round(time.Millisecond), rate)
 	return nil
+}
+
+// tally counts the results of one load run, once per event: a result
+// published again (after a redelivery) arrives again on a core subscription.
+type tally struct {
+	seen                       map[string]bool
+	results, failed, duplicate int
+}
+
+// add counts m if it is the first result of an event whose id has prefix.
+func (t *tally) add(m *nats.Msg, prefix string) bool {
+	var r struct {
+		SourceID          string `json:"source_id"`
+		PossibleDuplicate bool   `json:"possible_duplicate"`
+	}
+	if json.Unmarshal(m.Data, &r) != nil || !strings.HasPrefix(r.SourceID, prefix) || t.seen[r.SourceID] {
+		return false
+	}
+	if t.seen == nil {
+		t.seen = map[string]bool{}
+	}
+	t.seen[r.SourceID] = true
+	t.results++
+	if m.Subject != "group.provisioned" {
+		t.failed++
+	}
+	if r.PossibleDuplicate {
+		t.duplicate++
+	}
+	return true
+}
+
+func (t *tally) detail() string {
+	return fmt.Sprintf("(%d failed, %d flagged possible_duplicate)", t.failed, t.duplicate)
 }

@@ -249,15 +249,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := s.faults
 	s.mu.Unlock()
 
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-	}
+	// A call that arrived takes effect even if its caller hangs up while it
+	// is being served, as on a real server: a client killed with a request
+	// on the wire may have made its effect.
+	time.Sleep(f.Latency)
 	if a, refused := s.injectFault(api, rt, f); refused {
 		s.write(w, rt, a)
 		return
