@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"provisioner/dingtalk"
 	"provisioner/dingtalk/sim"
+	"provisioner/internal/natstest"
 	"provisioner/messages"
 	"provisioner/worker"
 )
@@ -61,17 +61,7 @@ func newEnv(t testing.TB, simCfg sim.Config) *env {
 
 func newModeEnv(t testing.TB, simCfg sim.Config, m mode) *env {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{
-		JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatalf("nats-server: %v", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := natstest.Server(t)
 	e := &env{t: t, mode: m, ns: ns, logs: &syncBuffer{}}
 	e.js = e.connect()
 
@@ -105,12 +95,7 @@ func (e *env) newGroups(qps float64) (*dingtalk.Client, dingtalk.Groups) {
 // connect opens a new connection, closed when the test ends.
 func (e *env) connect() jetstream.JetStream {
 	e.t.Helper()
-	nc, err := nats.Connect(e.ns.ClientURL())
-	if err != nil {
-		e.t.Fatalf("connect: %v", err)
-	}
-	e.t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(natstest.Connect(e.t, e.ns))
 	if err != nil {
 		e.t.Fatal(err)
 	}

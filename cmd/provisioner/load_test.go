@@ -5,30 +5,18 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/internal/natstest"
 )
 
 // A stand-in worker answers every event, some twice (as after a
 // redelivery), some failed and some flagged; load counts each event once.
 func TestLoadCountsEachEventOnce(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	ns := natstest.Server(t)
+	nc := natstest.Connect(t, ns)
 	js, _ := jetstream.New(nc)
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"project.created"}}); err != nil {
 		t.Fatal(err)
@@ -36,7 +24,7 @@ func TestLoadCountsEachEventOnce(t *testing.T) {
 	// Results of another run must not count.
 	stray, _ := json.Marshal(map[string]any{"source_id": "other-0", "possible_duplicate": true})
 	answered := 0
-	_, err = nc.Subscribe("project.created", func(m *nats.Msg) {
+	_, err := nc.Subscribe("project.created", func(m *nats.Msg) {
 		var ev struct{ ID string }
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			t.Error(err)
@@ -54,6 +42,9 @@ func TestLoadCountsEachEventOnce(t *testing.T) {
 		answered++
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil { // the server knows the subscription before load publishes
 		t.Fatal(err)
 	}
 	t.Setenv("NATS_URL", ns.ClientURL())

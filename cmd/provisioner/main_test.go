@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"provisioner/dingtalk/sim"
+	"provisioner/internal/natstest"
 )
 
 // validEnv sets a complete configuration; tests then break one variable.
@@ -123,15 +123,7 @@ func TestDemoPrintsInviteLinks(t *testing.T) {
 }
 
 func TestRunWorksEventsUntilCancelled(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := natstest.Server(t)
 	simServer := sim.New(sim.Config{AppKey: "key", AppSecret: "very-secret-value"})
 	srv := httptest.NewServer(simServer)
 	t.Cleanup(srv.Close)

@@ -1,0 +1,39 @@
+// Package natstest runs a real nats-server with JetStream inside a test, on
+// a loopback port and a temporary store, for the test's lifetime.
+package natstest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Server starts a JetStream server that shuts down when tb ends.
+func Server(tb testing.TB) *server.Server {
+	tb.Helper()
+	ns, err := server.NewServer(&server.Options{
+		JetStream: true, StoreDir: tb.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("natstest: nats-server not ready after 10s")
+	}
+	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// Connect opens a connection to ns, closed when tb ends.
+func Connect(tb testing.TB, ns *server.Server) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		tb.Fatalf("natstest: connect: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
