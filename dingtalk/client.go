@@ -167,8 +167,19 @@ type beforeSendKey struct{}
 // limiter and immediately before the request leaves. If fn fails, the
 // request is not sent and its error is returned as it is. A caller uses it
 // to record durably that an effect is about to be on the wire, so that a
-// crash while waiting for the limiter is not mistaken for one after sending.
+// crash while waiting for the limiter is not mistaken for one after sending,
+// or to count the call against a shared budget. Under a context that already
+// has one, the earlier fn runs first, and fn only if it passed.
 func WithBeforeSend(ctx context.Context, fn func(context.Context) error) context.Context {
+	if first, ok := ctx.Value(beforeSendKey{}).(func(context.Context) error); ok {
+		then := fn
+		fn = func(ctx context.Context) error {
+			if err := first(ctx); err != nil {
+				return err
+			}
+			return then(ctx)
+		}
+	}
 	return context.WithValue(ctx, beforeSendKey{}, fn)
 }
 

@@ -1,8 +1,11 @@
 package dingtalk
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +107,38 @@ func TestNewClientValidatesOptions(t *testing.T) {
 	c, err := NewClient(Options{AppKey: "k", AppSecret: "s"})
 	if err != nil || c.Family() != V1 {
 		t.Fatalf("defaults: %v, family %q; want V1", err, c.Family())
+	}
+}
+
+// Hooks under one context run outermost first; one that fails stops the
+// later ones and the request.
+func TestBeforeSendHooksChain(t *testing.T) {
+	errStop := errors.New("stop here")
+	tests := []struct {
+		name      string
+		outerErr  error
+		wantCalls []string
+		wantSent  int
+	}{
+		{"both pass", nil, []string{"outer", "inner"}, 1},
+		{"the outer refuses", errStop, []string{"outer"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, s := setup(t, sim.Config{})
+			var calls []string
+			ctx := WithBeforeSend(context.Background(), func(context.Context) error { calls = append(calls, "outer"); return tt.outerErr })
+			ctx = WithBeforeSend(ctx, func(context.Context) error { calls = append(calls, "inner"); return nil })
+			_, err := c.QRCodeLink(ctx, "chat-none", "u1")
+			if tt.outerErr != nil && !errors.Is(err, tt.outerErr) {
+				t.Fatalf("err = %v, want the hook's error as it is", err)
+			}
+			if !slices.Equal(calls, tt.wantCalls) {
+				t.Errorf("hooks ran %v, want %v", calls, tt.wantCalls)
+			}
+			if got := s.Stats().Calls["topapi/chat/qrcode/get"]; got != tt.wantSent {
+				t.Errorf("%d requests sent, want %d", got, tt.wantSent)
+			}
+		})
 	}
 }

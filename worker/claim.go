@@ -111,12 +111,17 @@ func (c *claim) update(ctx context.Context, fn func(*record)) error {
 	return c.write(ctx, next)
 }
 
-// release hands the event back so the next delivery need not wait out the lease.
-func (c *claim) release(ctx context.Context) error {
+// release hands the event back so the next delivery need not wait out the
+// lease. With freshBudget, the event's retry budget starts again when it is
+// next taken (the wait was a pause, not the event's own trouble).
+func (c *claim) release(ctx context.Context, freshBudget bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	next := c.rec
 	next.LeaseUntil, next.Released = time.Time{}, true
+	if freshBudget {
+		next.FirstAttemptAt = time.Time{}
+	}
 	return c.write(ctx, next)
 }
 
@@ -209,6 +214,9 @@ func acquire(ctx context.Context, kv jetstream.KeyValue, key string, fresh recor
 			next.unanswered("the worker holding the event stopped before recording a create it may have sent (a record from an older version)")
 		}
 		next.CreateInFlight, next.Released = false, false
+		if next.FirstAttemptAt.IsZero() {
+			next.FirstAttemptAt = fresh.FirstAttemptAt
+		}
 		upd, err := encodeJSON(next)
 		if err != nil {
 			return claimResult{}, err

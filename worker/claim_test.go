@@ -122,7 +122,7 @@ func TestTakeoverSuspectsAnUnansweredCreate(t *testing.T) {
 			if err := c.update(ctx, func(r *record) { r.Schema = 0 }); err != nil {
 				return err
 			}
-			return c.release(ctx)
+			return c.release(ctx, false)
 		}, false},
 	}
 	for i, tt := range tests {
@@ -162,7 +162,7 @@ func TestHandBackKeepsAStepWhoseWriteFailed(t *testing.T) {
 	if err := first.claim.update(cancelled, func(r *record) { r.Step, r.ChatID = stepCreated, "chat9" }); err == nil {
 		t.Fatal("a write with a cancelled context succeeded")
 	}
-	if err := first.claim.release(ctx); err != nil {
+	if err := first.claim.release(ctx, false); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	next, err := acquire(ctx, kv, "k", record{Holder: "b"}, time.Minute, time.Now)

@@ -25,6 +25,7 @@ type Config struct {
 	DeadLetterStream   string // stream for dead letters; PROVISIONER_DEAD_LETTERS
 	Consumer           string // durable pull consumer shared by all workers; provisioner
 	Bucket             string // KV bucket of step records; provisioner_state
+	BudgetBucket       string // KV bucket of the month's DingTalk calls and the pause; provisioner_budget
 	ProvisionedSubject string // group.provisioned
 	FailedSubject      string // group.failed
 	// DeadLetterSubject prefixes the original subject: provisioner.dead_letter.project.created.
@@ -40,6 +41,9 @@ type Config struct {
 	MaxBackoff     time.Duration         // longest retry delay; 30 s
 	Storage        jetstream.StorageType // FileStorage
 	Replicas       int                   // 1
+	// MonthlyQuota caps the DingTalk calls all workers together make in a
+	// natural month (Asia/Shanghai); reaching it pauses work. 0: no cap of our own.
+	MonthlyQuota int
 
 	InstanceID string           // names this process in step records; default host-pid
 	Now        func() time.Time // default time.Now
@@ -67,6 +71,7 @@ func (c Config) withDefaults() Config {
 	def(&c.DeadLetterStream, "PROVISIONER_DEAD_LETTERS")
 	def(&c.Consumer, "provisioner")
 	def(&c.Bucket, "provisioner_state")
+	def(&c.BudgetBucket, "provisioner_budget")
 	def(&c.ProvisionedSubject, "group.provisioned")
 	def(&c.FailedSubject, "group.failed")
 	def(&c.DeadLetterSubject, "provisioner.dead_letter")
@@ -107,6 +112,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxAckPending < c.Concurrency {
 		problems = append(problems, "max ack pending must be at least the concurrency")
+	}
+	if c.MonthlyQuota < 0 {
+		problems = append(problems, "the monthly quota must not be negative")
 	}
 	if c.AckWait < time.Second {
 		problems = append(problems, "ack wait must be at least 1s")

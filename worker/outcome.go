@@ -9,10 +9,14 @@ import (
 )
 
 // retryLater hands a message back to JetStream, to be redelivered after
-// delay: another delivery holds the event, or this process is stopping.
+// delay: another delivery holds the event, this process is stopping, or work
+// is paused.
 type retryLater struct {
 	delay  time.Duration
 	reason string
+	// paused: the wait is the budget's, not the event's; its retry budget
+	// starts again when it is next taken.
+	paused bool
 }
 
 func (r *retryLater) Error() string {

@@ -152,7 +152,7 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 			log.Warn().Err(err).Msg("ack failed; the event will be redelivered and its result published again")
 		}
 	case errors.As(err, &later):
-		w.releaseClaim(sctx, j, log)
+		w.releaseClaim(sctx, j, log, later.paused)
 		if err := j.msg.NakWithDelay(later.delay); err != nil {
 			log.Warn().Err(err).Msg("handing back failed; JetStream redelivers after the ack wait")
 		}
@@ -161,7 +161,7 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 		if perr := w.fail(sctx, j, fail); perr != nil {
 			delay := w.redeliveryDelay(j.delivered)
 			log.Error().Err(perr).Dur("retry_in", delay).Msg("could not publish the failure result; will try again")
-			w.releaseClaim(sctx, j, log)
+			w.releaseClaim(sctx, j, log, false)
 			_ = j.msg.NakWithDelay(delay)
 			return
 		}
@@ -179,19 +179,19 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 			delay = w.cfg.AckWait
 			log.Warn().Msg("another delivery took this event over; it finishes it")
 		} else {
-			w.releaseClaim(sctx, j, log)
+			w.releaseClaim(sctx, j, log, false)
 			log.Error().Err(err).Dur("retry_in", delay).Msg("event interrupted; will try again")
 		}
 		_ = j.msg.NakWithDelay(delay)
 	}
 }
 
-func (w *Worker) releaseClaim(ctx context.Context, j *job, log zerolog.Logger) {
+func (w *Worker) releaseClaim(ctx context.Context, j *job, log zerolog.Logger, freshBudget bool) {
 	c := j.held()
 	if c == nil {
 		return
 	}
-	if err := c.release(ctx); err != nil && !errors.Is(err, errClaimLost) {
+	if err := c.release(ctx, freshBudget); err != nil && !errors.Is(err, errClaimLost) {
 		log.Warn().Err(err).Msg("releasing the step record; the next delivery waits out its lease")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
+	"provisioner/budget"
 	"provisioner/dingtalk"
 	"provisioner/messages"
 )
@@ -211,9 +212,11 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 		backoff.WithMaxElapsedTime(0), // the budget below spans deliveries; backoff's own clock would not
 	)
 	deadline := c.snapshot().FirstAttemptAt.Add(w.cfg.RetryBudget)
+	ctx = dingtalk.WithBeforeSend(ctx, w.budget.Spend) // outermost: a call the budget refuses is never on the wire
 	for {
 		err := fn(ctx)
 		var de *dingtalk.Error
+		var paused *budget.PausedError
 		fromDingTalk := errors.As(err, &de)
 		if err == nil || fromDingTalk {
 			c.addAttempts(1)
@@ -223,12 +226,22 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 			return nil
 		case ctx.Err() != nil:
 			return &retryLater{reason: "interrupted at the end of the shutdown grace period"}
+		case errors.As(err, &paused):
+			return w.handBackPaused(paused.Pause)
 		case !fromDingTalk:
 			return err
 		}
 		said := strings.TrimPrefix(err.Error(), "dingtalk: ")
 		switch de.Class {
-		case dingtalk.Permanent, dingtalk.QuotaExhausted:
+		case dingtalk.QuotaExhausted:
+			now := w.cfg.Now()
+			p := budget.Pause{Reason: budget.ReasonQuotaExhausted, Since: now, Until: budget.NextMonth(now),
+				Detail: "DingTalk refused to " + what + ": " + said}
+			if err := w.budget.Pause(ctx, p); err != nil {
+				return err
+			}
+			return w.handBackPaused(p)
+		case dingtalk.Permanent:
 			return &failure{reason: messages.ReasonDingTalkRejected, dingtalk: de, cause: err,
 				message: fmt.Sprintf("DingTalk refused to %s: %s", what, said)}
 		}
@@ -263,4 +276,12 @@ func flag(line *zerolog.Event, rec *record) *zerolog.Event {
 		line = line.Str("possible_duplicate_why", rec.UnansweredWhy)
 	}
 	return line
+}
+
+// handBackPaused hands an event back while work is paused: JetStream holds
+// it until the pause ends (or an operator resumes), and its retry budget
+// starts again then. The delay is short so that a resume takes effect soon.
+func (w *Worker) handBackPaused(p budget.Pause) *retryLater {
+	delay := min(max(p.Until.Sub(w.cfg.Now()), time.Second), w.cfg.AckWait)
+	return &retryLater{delay: delay, paused: true, reason: "work is paused: " + p.String()}
 }

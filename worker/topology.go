@@ -33,6 +33,8 @@ func ensureTopology(ctx context.Context, js jetstream.JetStream, c Config) (*top
 	if _, err := ensureStream(ctx, js, c, c.DeadLetterStream, []string{c.DeadLetterSubject + ".>"}, 0, 10*time.Minute); err != nil {
 		return nil, err
 	}
+	// A paused consumer stays paused: nats-server keeps PauseUntil on update
+	// (only the pause API changes it), so a worker started later waits too.
 	cons, err := js.CreateOrUpdateConsumer(ctx, events, jetstream.ConsumerConfig{
 		Durable:        c.Consumer,
 		Description:    "DingTalk group provisioner",

@@ -9,12 +9,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"provisioner/budget"
 	"provisioner/dingtalk"
 )
 
@@ -25,6 +28,7 @@ type Worker struct {
 	js     jetstream.JetStream
 	topo   *topology
 	groups dingtalk.Groups
+	budget *budget.Keeper
 	log    zerolog.Logger
 }
 
@@ -42,7 +46,14 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 		return nil, err
 	}
 	log = log.With().Str("instance", cfg.InstanceID).Logger()
-	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, log: log}, nil
+	keeper, err := budget.Open(ctx, js, budget.Options{
+		Bucket: cfg.BudgetBucket, Consumer: cfg.Consumer, Subject: slices.Sorted(maps.Keys(cfg.Subjects))[0],
+		MonthlyQuota: cfg.MonthlyQuota, Storage: cfg.Storage, Replicas: cfg.Replicas, Log: log, Now: cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, log: log}, nil
 }
 
 // Run works events until ctx is cancelled, then stops taking messages, hands

@@ -178,6 +178,14 @@ func (s *Server) SetFaults(f Faults) {
 	s.limiters = map[string]*rate.Limiter{}
 }
 
+// SetMonthlyQuota starts a new quota period with n calls (0: no quota), as
+// the first of a month or a bigger plan does; tests may call it while serving.
+func (s *Server) SetMonthlyQuota(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.MonthlyQuota, s.stats.QuotaUsed = n, 0
+}
+
 // ExpireTokens makes every token issued so far expired: calls made with one
 // are refused (42001, or v1.0's 401), and the token endpoints issue a new one.
 func (s *Server) ExpireTokens() {

@@ -330,3 +330,32 @@ func TestV1Shapes(t *testing.T) {
 		t.Errorf("v1.0 busy: %v", r)
 	}
 }
+
+// The quota counts calls (not token calls), refuses in each family's shape
+// once used up, and starts again with SetMonthlyQuota.
+func TestMonthlyQuota(t *testing.T) {
+	h := setup(t, sim.Config{MonthlyQuota: 2})
+	create := `{"name":"Q","owner":"u0","useridlist":["u0"]}`
+	for i := range 2 {
+		if r := h.post("chat/create", create); code(r) != 0 {
+			t.Fatalf("call %d within the quota: %v", i+1, r)
+		}
+	}
+	h.do("GET", "/gettoken?appkey=key&appsecret=secret", "", "") // not counted, not refused
+	if r := h.post("chat/create", create); code(r) != 90020 {
+		t.Fatalf("old family past the quota: %v, want errcode 90020", r)
+	}
+	if r := h.v1("v1.0/im/group/create", `{"name":"Q","owner":"u0","useridlist":["u0"]}`); r["http_status"] != float64(403) || r["Code"] != "Forbidden.AccessDenied.ApiCountLimitForOrg" {
+		t.Fatalf("v1.0 past the quota: %v, want 403 Forbidden.AccessDenied.ApiCountLimitForOrg", r)
+	}
+	if st := h.s.Stats(); st.QuotaUsed != 2 || st.QuotaRefused != 2 || st.GroupsCreated != 2 {
+		t.Fatalf("stats: %+v", st)
+	}
+	h.s.SetMonthlyQuota(1)
+	if r := h.post("chat/create", create); code(r) != 0 {
+		t.Fatalf("after a new quota: %v", r)
+	}
+	if r := h.post("chat/create", create); code(r) != 90020 {
+		t.Fatalf("past the new quota: %v", r)
+	}
+}
