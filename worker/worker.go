@@ -56,6 +56,10 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, log: log}, nil
 }
 
+// Budget is the shared budget this worker spends and pauses; safe to share
+// (the health check reads its status).
+func (w *Worker) Budget() *budget.Keeper { return w.budget }
+
 // Run works events until ctx is cancelled, then stops taking messages, hands
 // back the ones buffered but not started, and gives in-flight events
 // Config.ShutdownGrace to finish before interrupting them (they are handed
@@ -72,7 +76,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer interrupt()
 	stopping := ctx.Done()
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("stream", w.topo.eventsStream).
-		Str("consumer", w.cfg.Consumer).Msg("worker started")
+		Str("consumer", w.cfg.Consumer).Int("monthly_quota", w.cfg.MonthlyQuota).Msg("worker started")
+	if st, err := w.budget.Status(ctx); err == nil && st.Paused != nil {
+		w.log.Warn().Str("reason", st.Paused.Reason).Str("detail", st.Paused.Detail).Time("until", st.Paused.Until).
+			Msg("work is paused: no events are taken until then, or until provisioner resume")
+	}
 
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup

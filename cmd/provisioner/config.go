@@ -19,10 +19,8 @@ import (
 // env is the worker's configuration, read from the environment. The table in
 // README.md lists the same variables; keep them in step.
 type env struct {
-	NATSURL      string `envconfig:"NATS_URL"`
-	NATSCreds    string `envconfig:"NATS_CREDS"`
+	BudgetEnv
 	NATSStoreDir string `envconfig:"NATS_STORE_DIR" default:"data/nats"`
-	NATSListen   string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
 
 	DingTalkAPI             string  `envconfig:"DINGTALK_API" default:"v1"`
 	DingTalkAPIBaseURL      string  `envconfig:"DINGTALK_API_BASE_URL" default:"https://api.dingtalk.com"`
@@ -46,7 +44,6 @@ type env struct {
 	StreamEvents            string `envconfig:"STREAM_EVENTS" default:"PROVISIONER_EVENTS"`
 	StreamResults           string `envconfig:"STREAM_RESULTS" default:"PROVISIONER_RESULTS"`
 	StreamDeadLetters       string `envconfig:"STREAM_DEAD_LETTERS" default:"PROVISIONER_DEAD_LETTERS"`
-	Consumer                string `envconfig:"CONSUMER" default:"provisioner"`
 	KVBucket                string `envconfig:"KV_BUCKET" default:"provisioner_state"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
@@ -99,6 +96,8 @@ func loadEnv() (*env, error) {
 		return nil, bad("RETENTION", fmt.Sprintf("must be at least 1h (it is how long duplicates are recognised), got %v", e.Retention))
 	case e.ShutdownGrace < 0:
 		return nil, bad("SHUTDOWN_GRACE", fmt.Sprintf("must not be negative, got %v", e.ShutdownGrace))
+	case e.DingTalkMonthlyQuota < 0:
+		return nil, bad("DINGTALK_MONTHLY_QUOTA", fmt.Sprintf("must be 0 (no cap of our own) or more, got %d", e.DingTalkMonthlyQuota))
 	case e.SubjectProjectCreated == e.SubjectEventScheduled:
 		return nil, bad("SUBJECT_EVENT_SCHEDULED", "must differ from SUBJECT_PROJECT_CREATED")
 	}
@@ -129,7 +128,7 @@ func (e *env) workerConfig() worker.Config {
 			e.SubjectEventScheduled: messages.EventScheduled,
 		},
 		EventsStream: e.StreamEvents, ResultsStream: e.StreamResults, DeadLetterStream: e.StreamDeadLetters,
-		Consumer: e.Consumer, Bucket: e.KVBucket,
+		Consumer: e.Consumer, Bucket: e.KVBucket, BudgetBucket: e.KVBudgetBucket, MonthlyQuota: e.DingTalkMonthlyQuota,
 		ProvisionedSubject: e.SubjectGroupProvisioned, FailedSubject: e.SubjectGroupFailed, DeadLetterSubject: e.SubjectDeadLetter,
 		Concurrency: e.Concurrency, AckWait: e.AckWait, RetryBudget: e.RetryBudget, Retention: e.Retention,
 		ShutdownGrace: e.ShutdownGrace, MaxAckPending: max(1000, e.Concurrency), Storage: jetstream.FileStorage,

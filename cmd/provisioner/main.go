@@ -4,6 +4,8 @@
 //	provisioner sim    the DingTalk simulator as a server
 //	provisioner demo   NATS, the simulator and the worker in one process, with sample events
 //	provisioner load   publish synthetic events and measure how fast results arrive
+//	provisioner pause  stop every worker taking events; resume starts them again
+//	provisioner budget the month's DingTalk calls against the quota, and any pause
 package main
 
 import (
@@ -64,6 +66,12 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&DemoCommand{main: m}).Run(ctx, args)
 	case "load":
 		return (&LoadCommand{main: m}).Run(ctx, args)
+	case "pause":
+		return (&PauseCommand{main: m}).Run(ctx, args)
+	case "resume":
+		return (&ResumeCommand{main: m}).Run(ctx, args)
+	case "budget":
+		return (&BudgetCommand{main: m}).Run(ctx, args)
 	case "", "help", "-h", "-help", "--help":
 		m.usage()
 		if cmd == "" {
@@ -88,6 +96,9 @@ The commands are:
 	sim     serve the DingTalk simulator, with fault injection
 	demo    run NATS, the simulator and the worker in one process and provision sample groups
 	load    publish synthetic events to NATS_URL and report how fast their results arrive
+	pause   stop every worker taking events, until a time or until resume
+	resume  end a pause (an operator's or the monthly quota's)
+	budget  show the month's DingTalk calls against the quota, and whether work is paused
 
 Use "provisioner <command> -h" for more about a command.
 `)

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -161,6 +163,7 @@ func TestRunWorksEventsUntilCancelled(t *testing.T) {
 	if _, err := sub.NextMsg(30 * time.Second); err != nil {
 		t.Fatalf("no result: %v\n%s", err, stderr.String())
 	}
+	checkReadiness(t, stderr.String())
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
@@ -173,5 +176,46 @@ func TestRunWorksEventsUntilCancelled(t *testing.T) {
 	}
 	if strings.Contains(logs, "very-secret-value") {
 		t.Error("the app secret is in the logs")
+	}
+}
+
+// checkReadiness finds the health server in a worker's log and checks that
+// /readyz reports a pause, with its reason, and readiness again after resume.
+func checkReadiness(t *testing.T, logs string) {
+	t.Helper()
+	var addr string
+	for _, line := range strings.Split(logs, "\n") {
+		var l struct{ Message, Addr string }
+		if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Message, "serving /healthz") {
+			addr = l.Addr
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no health server in the log:\n%s", logs)
+	}
+	ready := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := ready(); code != http.StatusOK {
+		t.Fatalf("/readyz before a pause: %d %s", code, body)
+	}
+	if out, err := run(t, "pause", "-until", "1h"); err != nil {
+		t.Fatalf("pause: %v\n%s", err, out)
+	}
+	if code, body := ready(); code != http.StatusServiceUnavailable || !strings.Contains(body, "paused: operator until ") {
+		t.Errorf("/readyz while paused: %d %q, want 503 saying why and until when", code, body)
+	}
+	if out, err := run(t, "resume"); err != nil {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	if code, body := ready(); code != http.StatusOK {
+		t.Errorf("/readyz after resume: %d %s", code, body)
 	}
 }

@@ -40,9 +40,11 @@ func embeddedNATS(dir, listen string) (*server.Server, error) {
 	return ns, nil
 }
 
-// connectNATS connects as a long-running service: reconnecting for ever.
-func connectNATS(natsURL, creds string) (*nats.Conn, error) {
+// connectNATS connects as a long-running service: reconnecting for ever,
+// unless extra options say otherwise (a one-shot command's).
+func connectNATS(natsURL, creds string, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("provisioner"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	opts = append(opts, extra...)
 	if creds != "" {
 		opts = append(opts, nats.UserCredentials(creds))
 	}

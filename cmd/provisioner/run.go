@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"provisioner/budget"
 	"provisioner/worker"
 )
 
@@ -76,7 +77,7 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 		return err
 	}
 	if e.HTTPAddr != "" {
-		stop, err := serveHealth(e.HTTPAddr, nc, log)
+		stop, err := serveHealth(e.HTTPAddr, nc, w.Budget(), log)
 		if err != nil {
 			return err
 		}
@@ -85,8 +86,9 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 	return w.Run(ctx)
 }
 
-// serveHealth answers /healthz (the process is up) and /readyz (NATS is connected).
-func serveHealth(addr string, nc *nats.Conn, log zerolog.Logger) (stop func(), err error) {
+// serveHealth answers /healthz (the process is up) and /readyz (NATS is
+// connected and work is not paused; a pause is reported with its reason and end).
+func serveHealth(addr string, nc *nats.Conn, keeper *budget.Keeper, log zerolog.Logger) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +96,17 @@ func serveHealth(addr string, nc *nats.Conn, log zerolog.Logger) (stop func(), e
 			http.Error(w, "NATS "+st.String(), http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		st, err := keeper.Status(ctx)
+		switch {
+		case err != nil:
+			http.Error(w, "budget unreadable: "+err.Error(), http.StatusServiceUnavailable)
+		case st.Paused != nil:
+			http.Error(w, "paused: "+st.Paused.String(), http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ready")
+		}
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"provisioner/budget"
+)
+
+// BudgetEnv (exported so that envconfig fills it when embedded) is what the worker and the pause, resume and budget commands
+// share: where NATS is and which consumer and budget they act on. The
+// commands need no DingTalk credentials.
+type BudgetEnv struct {
+	NATSURL               string `envconfig:"NATS_URL"`
+	NATSCreds             string `envconfig:"NATS_CREDS"`
+	NATSListen            string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
+	Consumer              string `envconfig:"CONSUMER" default:"provisioner"`
+	SubjectProjectCreated string `envconfig:"SUBJECT_PROJECT_CREATED" default:"project.created"`
+	KVBudgetBucket        string `envconfig:"KV_BUDGET_BUCKET" default:"provisioner_budget"`
+	DingTalkMonthlyQuota  int    `envconfig:"DINGTALK_MONTHLY_QUOTA" default:"0"`
+}
+
+// budgetOptions are the Keeper's options for this configuration.
+func (b *BudgetEnv) budgetOptions(log zerolog.Logger) budget.Options {
+	return budget.Options{Bucket: b.KVBudgetBucket, Consumer: b.Consumer, Subject: b.SubjectProjectCreated,
+		MonthlyQuota: b.DingTalkMonthlyQuota, Storage: jetstream.FileStorage, Log: log}
+}
+
+// openKeeper reads the environment and opens the budget on the NATS the
+// workers use (NATS_URL, else a worker's embedded server on NATS_LISTEN).
+// done closes the connection.
+func openKeeper(ctx context.Context, log zerolog.Logger) (k *budget.Keeper, done func(), err error) {
+	var b BudgetEnv
+	if err := envconfig.Process("", &b); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, nil, usageError(fmt.Sprintf("provisioner: %s: cannot read %q as %s", pe.KeyName, pe.Value, typeName(pe.TypeName)))
+		}
+		return nil, nil, usageError("provisioner: " + err.Error())
+	}
+	if b.DingTalkMonthlyQuota < 0 {
+		return nil, nil, usageError(fmt.Sprintf("provisioner: DINGTALK_MONTHLY_QUOTA must be 0 (no cap of our own) or more, got %d", b.DingTalkMonthlyQuota))
+	}
+	url := b.NATSURL
+	if url == "" {
+		url = "nats://" + b.NATSListen
+	}
+	nc, err := connectNATS(url, b.NATSCreds, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("provisioner: %w", err)
+	}
+	k, err = budget.Open(ctx, js, b.budgetOptions(log))
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("provisioner: %w", err)
+	}
+	return k, nc.Close, nil
+}
