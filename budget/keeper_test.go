@@ -34,19 +34,20 @@ func world(t *testing.T) jetstream.JetStream {
 	return js
 }
 
-func open(t *testing.T, js jetstream.JetStream, quota int, log *bytes.Buffer, now func() time.Time) *budget.Keeper {
+func open(t *testing.T, js jetstream.JetStream, quota int, log *lockedWriter, now func() time.Time) *budget.Keeper {
 	t.Helper()
 	k, err := budget.Open(context.Background(), js, budget.Options{Bucket: "budget", Consumer: "provisioner", Subject: "project.created",
-		MonthlyQuota: quota, Log: zerolog.New(&lockedWriter{w: log}), Now: now})
+		MonthlyQuota: quota, Log: zerolog.New(log), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
+// lockedWriter is a log that several keepers write at once.
 type lockedWriter struct {
 	mu sync.Mutex
-	w  *bytes.Buffer
+	w  bytes.Buffer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
@@ -55,13 +56,19 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
 // Three workers spending at once never make more calls than the quota
 // together; the first refused pauses the consumer until the next month.
 func TestQuotaSharedByWorkers(t *testing.T) {
 	const quota = 95
 	js := world(t)
 	ctx := context.Background()
-	var log bytes.Buffer
+	var log lockedWriter
 	var made atomic.Int64
 	var wg sync.WaitGroup
 	for range 3 {
@@ -102,7 +109,7 @@ func TestQuotaSharedByWorkers(t *testing.T) {
 func TestPauseAndResume(t *testing.T) {
 	js := world(t)
 	ctx := context.Background()
-	var log bytes.Buffer
+	var log lockedWriter
 	clock := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
