@@ -27,6 +27,7 @@ type simFlags struct {
 	refuseUUID        bool
 	refuseExisting    bool
 	quota             int
+	qpsModel          string
 	faults            sim.Faults
 	seed              uint64
 }
@@ -44,7 +45,9 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.faults.BadGatewayRate, "bad-gateway", 0, "probability of an HTTP 502 (0 to 1)")
 	fs.Float64Var(&f.faults.LostReplyRate, "lost-reply", 0, "probability that a call takes effect but is answered 502 (0 to 1)")
 	fs.IntVar(&f.faults.QPS, "qps", 0, "calls per second allowed per API; 0: no limit")
+	fs.StringVar(&f.qpsModel, "qps-model", "second", "how calls are counted against -qps: second (per wall-clock second), sliding (any one-second window), halves (two half-second buckets), bucket (token bucket, burst = -qps)")
 	fs.DurationVar(&f.faults.Latency, "latency", 0, "added to every answer")
+	fs.DurationVar(&f.faults.Jitter, "jitter", 0, "each call arrives a random 0 to this late, before it is counted")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed for the random faults; 0: random")
 }
 
@@ -54,9 +57,14 @@ func (f *simFlags) check() error {
 			return usageError(fmt.Sprintf("provisioner: %s must be between 0 and 1, got %v", name, p))
 		}
 	}
-	if f.faults.QPS < 0 || f.faults.Latency < 0 || f.tokenLifetime <= 0 || f.quota < 0 {
-		return usageError("provisioner: -qps, -latency and -quota must not be negative, -token-lifetime must be positive")
+	if f.faults.QPS < 0 || f.faults.Latency < 0 || f.faults.Jitter < 0 || f.tokenLifetime <= 0 || f.quota < 0 {
+		return usageError("provisioner: -qps, -latency, -jitter and -quota must not be negative, -token-lifetime must be positive")
 	}
+	m, err := sim.ParseQPSModel(f.qpsModel)
+	if err != nil {
+		return usageError("provisioner: -qps-model: " + strings.TrimPrefix(err.Error(), "sim: "))
+	}
+	f.faults.QPSModel = m
 	return nil
 }
 

@@ -29,8 +29,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Config sets up a Server. The zero value is a well-behaved DingTalk that
@@ -65,8 +63,12 @@ type Faults struct {
 	BusyRate       float64       // probability of "system busy": -1 / 400001, or v1.0's 429 system.busy / 500 system.error
 	BadGatewayRate float64       // probability of an HTTP 502 HTML page
 	LostReplyRate  float64       // probability that a call takes effect but its reply is an HTTP 502
-	QPS            int           // calls per second allowed per API (a token bucket, burst QPS); 0: no limit
+	QPS            int           // calls per second allowed per API, counted as QPSModel says; 0: no limit
+	QPSModel       QPSModel      // how calls are counted against QPS; default PerSecond
 	Latency        time.Duration // added to every reply
+	// Jitter delays each call's arrival by a random 0 to Jitter (before it
+	// is counted), as a network's varying latency does.
+	Jitter time.Duration
 }
 
 // Stats counts what the simulator saw and did.
@@ -108,7 +110,7 @@ type Server struct {
 	mu       sync.Mutex
 	faults   Faults
 	rng      *rand.Rand
-	limiters map[string]*rate.Limiter
+	limiters map[string]qpsCounter
 	stats    Stats
 	token    string
 	expiry   time.Time
@@ -175,7 +177,7 @@ func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
-	s.limiters = map[string]*rate.Limiter{}
+	s.limiters = map[string]qpsCounter{}
 }
 
 // SetMonthlyQuota starts a new quota period with n calls (0: no quota), as
@@ -255,7 +257,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.Calls[api]++
 	f := s.faults
+	var jitter time.Duration
+	if f.Jitter > 0 {
+		jitter = time.Duration(s.rng.Int64N(int64(f.Jitter) + 1))
+	}
 	s.mu.Unlock()
+	time.Sleep(jitter)
 
 	// A call that arrived takes effect even if its caller hangs up while it
 	// is being served, as on a real server: a client killed with a request
@@ -296,10 +303,10 @@ func (s *Server) injectFault(api string, rt route, f Faults) (answer, bool) {
 	if f.QPS > 0 {
 		lim, ok := s.limiters[api]
 		if !ok {
-			lim = rate.NewLimiter(rate.Limit(f.QPS), f.QPS)
+			lim = newQPSCounter(f.QPSModel, f.QPS)
 			s.limiters[api] = lim
 		}
-		if !lim.AllowN(s.now(), 1) {
+		if !lim.allow(s.now()) {
 			s.stats.RateLimited++
 			if strings.HasPrefix(api, "topapi/") {
 				return answer{errcode: 88, msg: "ding talk error[subcode=90018,submsg=当前应用调用该接口的并发量超过限制]"}, true
