@@ -162,6 +162,9 @@ type call struct {
 
 type beforeSendKey struct{}
 
+// BeforeSend is called just before a request to api (e.g. "v1.0/im/group/create") leaves.
+type BeforeSend func(ctx context.Context, api string) error
+
 // WithBeforeSend returns a context under which every API request (not a
 // token fetch) calls fn once per attempt, after the token and the rate
 // limiter and immediately before the request leaves. If fn fails, the
@@ -170,14 +173,14 @@ type beforeSendKey struct{}
 // crash while waiting for the limiter is not mistaken for one after sending,
 // or to count the call against a shared budget. Under a context that already
 // has one, the earlier fn runs first, and fn only if it passed.
-func WithBeforeSend(ctx context.Context, fn func(context.Context) error) context.Context {
-	if first, ok := ctx.Value(beforeSendKey{}).(func(context.Context) error); ok {
+func WithBeforeSend(ctx context.Context, fn BeforeSend) context.Context {
+	if first, ok := ctx.Value(beforeSendKey{}).(BeforeSend); ok {
 		then := fn
-		fn = func(ctx context.Context) error {
-			if err := first(ctx); err != nil {
+		fn = func(ctx context.Context, api string) error {
+			if err := first(ctx, api); err != nil {
 				return err
 			}
-			return then(ctx)
+			return then(ctx, api)
 		}
 	}
 	return context.WithValue(ctx, beforeSendKey{}, fn)
@@ -202,8 +205,8 @@ func (c *Client) do(ctx context.Context, cl call, v result) error {
 		if err := lim.wait(ctx); err != nil {
 			return &Error{API: cl.api, Class: Transient, ErrMsg: "waiting for the rate limiter", Err: err}
 		}
-		if fn, ok := ctx.Value(beforeSendKey{}).(func(context.Context) error); ok {
-			if err := fn(ctx); err != nil {
+		if fn, ok := ctx.Value(beforeSendKey{}).(BeforeSend); ok {
+			if err := fn(ctx, cl.api); err != nil {
 				return err
 			}
 		}

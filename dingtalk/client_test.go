@@ -120,15 +120,18 @@ func TestBeforeSendHooksChain(t *testing.T) {
 		wantCalls []string
 		wantSent  int
 	}{
-		{"both pass", nil, []string{"outer", "inner"}, 1},
-		{"the outer refuses", errStop, []string{"outer"}, 0},
+		{"both pass", nil, []string{"outer topapi/chat/qrcode/get", "inner topapi/chat/qrcode/get"}, 1},
+		{"the outer refuses", errStop, []string{"outer topapi/chat/qrcode/get"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, s := setup(t, sim.Config{})
 			var calls []string
-			ctx := WithBeforeSend(context.Background(), func(context.Context) error { calls = append(calls, "outer"); return tt.outerErr })
-			ctx = WithBeforeSend(ctx, func(context.Context) error { calls = append(calls, "inner"); return nil })
+			ctx := WithBeforeSend(context.Background(), func(_ context.Context, api string) error {
+				calls = append(calls, "outer "+api)
+				return tt.outerErr
+			})
+			ctx = WithBeforeSend(ctx, func(_ context.Context, api string) error { calls = append(calls, "inner "+api); return nil })
 			_, err := c.QRCodeLink(ctx, "chat-none", "u1")
 			if tt.outerErr != nil && !errors.Is(err, tt.outerErr) {
 				t.Fatalf("err = %v, want the hook's error as it is", err)

@@ -3,12 +3,12 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"provisioner/messages"
 )
@@ -41,6 +41,10 @@ type Config struct {
 	MaxBackoff     time.Duration         // longest retry delay; 30 s
 	Storage        jetstream.StorageType // FileStorage
 	Replicas       int                   // 1
+	// QPS is the app's DingTalk calls per second per API, shared by every
+	// worker on the same NATS (they divide it between them, through the
+	// bucket BudgetBucket+"_pace"); 0: calls are not paced here.
+	QPS float64
 	// MonthlyQuota caps the DingTalk calls all workers together make in a
 	// natural month (Asia/Shanghai); reaching it pauses work. 0: no cap of our own.
 	MonthlyQuota int
@@ -97,7 +101,7 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InstanceID == "" {
 		host, _ := os.Hostname()
-		c.InstanceID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), nuid.Next()[:6])
+		c.InstanceID = fmt.Sprintf("%s-%d-%06x", host, os.Getpid(), rand.Uint32()&0xffffff) // unique among a process's workers too
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -112,6 +116,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxAckPending < c.Concurrency {
 		problems = append(problems, "max ack pending must be at least the concurrency")
+	}
+	if c.QPS < 0 {
+		problems = append(problems, "QPS must not be negative")
 	}
 	if c.MonthlyQuota < 0 {
 		problems = append(problems, "the monthly quota must not be negative")

@@ -44,7 +44,9 @@ func (w *Worker) createGroup(ctx context.Context, stopping <-chan struct{}, j *j
 	}
 	first := ev.Members[:min(len(ev.Members), lim.MembersAtCreate)]
 	req := &dingtalk.NewGroup{Name: messages.GroupName(ev.Name, lim.NameRunes), Owner: ev.Owner, Members: first, Settings: ev.Group, Key: j.key}
-	onWire := func(ctx context.Context) error { return c.update(ctx, func(r *record) { r.CreateInFlight = true }) }
+	onWire := func(ctx context.Context, _ string) error {
+		return c.update(ctx, func(r *record) { r.CreateInFlight = true })
+	}
 	var g *dingtalk.Group
 	err := w.call(ctx, stopping, j, "create the group", func(ctx context.Context) error {
 		var err error
@@ -91,7 +93,9 @@ func (w *Worker) addMembers(ctx context.Context, stopping <-chan struct{}, j *jo
 	ev, c, lim := j.ev, j.held(), w.groups.Limits()
 	var present map[string]bool
 	sync := c.snapshot().AddInFlight
-	onWire := func(ctx context.Context) error { return c.update(ctx, func(r *record) { r.AddInFlight = true }) }
+	onWire := func(ctx context.Context, _ string) error {
+		return c.update(ctx, func(r *record) { r.AddInFlight = true })
+	}
 	for rec := c.snapshot(); rec.Added < len(ev.Members); rec = c.snapshot() {
 		grp := dingtalk.Group{ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID}
 		var end int
@@ -212,12 +216,22 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 		backoff.WithMaxElapsedTime(0), // the budget below spans deliveries; backoff's own clock would not
 	)
 	deadline := c.snapshot().FirstAttemptAt.Add(w.cfg.RetryBudget)
-	ctx = dingtalk.WithBeforeSend(ctx, w.budget.Spend) // outermost: a call the budget refuses is never on the wire
+	ctx = dingtalk.WithBeforeSend(ctx, w.spend) // outermost: a call the budget refuses is never on the wire
 	for {
 		err := fn(ctx)
 		var de *dingtalk.Error
 		var paused *budget.PausedError
 		fromDingTalk := errors.As(err, &de)
+		if w.pacer != nil && fromDingTalk && de.Class == dingtalk.RateLimited {
+			// The whole app is over DingTalk's per-second limit: hold the API
+			// for every worker until the penalty ends. Not the event's fault,
+			// so neither an attempt nor a backoff step nor its retry budget.
+			until := budget.PenaltyEnd(w.cfg.Now(), de.RetryAfter, budget.DefaultMargin)
+			if herr := w.pacer.Hold(ctx, de.API, until); herr != nil {
+				j.log.Debug().Str("event_id", j.eventID).Err(herr).Msg("could not tell the other workers about a rate-limit answer")
+			}
+			continue
+		}
 		if err == nil || fromDingTalk {
 			c.addAttempts(1)
 		}
@@ -284,4 +298,17 @@ func flag(line *zerolog.Event, rec *record) *zerolog.Event {
 func (w *Worker) handBackPaused(p budget.Pause) *retryLater {
 	delay := min(max(p.Until.Sub(w.cfg.Now()), time.Second), w.cfg.AckWait)
 	return &retryLater{delay: delay, paused: true, reason: "work is paused: " + p.String()}
+}
+
+// spend runs before each DingTalk request leaves: the month's quota first
+// (a paused or spent budget refuses at once), then this worker's share of
+// the app's per-second budget.
+func (w *Worker) spend(ctx context.Context, api string) error {
+	if err := w.budget.Spend(ctx); err != nil {
+		return err
+	}
+	if w.pacer == nil {
+		return nil
+	}
+	return w.pacer.Wait(ctx, api)
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ type Worker struct {
 	topo   *topology
 	groups dingtalk.Groups
 	budget *budget.Keeper
+	pacer  *budget.Pacer // set by Run when Config.QPS is set
 	log    zerolog.Logger
 }
 
@@ -66,6 +68,21 @@ func (w *Worker) Budget() *budget.Keeper { return w.budget }
 // back too). It returns nil after a clean stop, and an error when messages
 // stopped arriving for another reason (the connection closed for good).
 func (w *Worker) Run(ctx context.Context) error {
+	if w.cfg.QPS > 0 {
+		p, err := budget.StartPacer(ctx, w.js, budget.PacerOptions{
+			Bucket: w.cfg.BudgetBucket + "_pace", ID: strings.NewReplacer(".", "_", " ", "_").Replace(w.cfg.InstanceID),
+			Limit: max(1, int(w.cfg.QPS)), Storage: w.cfg.Storage, Replicas: w.cfg.Replicas, Log: w.log, Now: w.cfg.Now,
+		})
+		if err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		w.pacer = p
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			p.Stop(sctx)
+		}()
+	}
 	it, err := w.topo.consumer.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
 	if err != nil {
 		return err

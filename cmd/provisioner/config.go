@@ -84,8 +84,8 @@ func loadEnv() (*env, error) {
 		return nil, bad("DINGTALK_BASE_URL", fmt.Sprintf("must be an absolute http(s) URL, got %q", e.DingTalkBaseURL))
 	case !isHTTPURL(e.DingTalkAPIBaseURL):
 		return nil, bad("DINGTALK_API_BASE_URL", fmt.Sprintf("must be an absolute http(s) URL, got %q", e.DingTalkAPIBaseURL))
-	case e.DingTalkQPS <= 0:
-		return nil, bad("DINGTALK_QPS", fmt.Sprintf("must be more than 0 calls per second per API, got %v", e.DingTalkQPS))
+	case e.DingTalkQPS < 1:
+		return nil, bad("DINGTALK_QPS", fmt.Sprintf("must be at least 1 call per second per API (the app's budget, shared by every worker), got %v", e.DingTalkQPS))
 	case e.Concurrency < 1 || e.Concurrency > 10000:
 		return nil, bad("CONCURRENCY", fmt.Sprintf("must be between 1 and 10000, got %d", e.Concurrency))
 	case e.AckWait < time.Second:
@@ -130,7 +130,7 @@ func (e *env) workerConfig() worker.Config {
 		EventsStream: e.StreamEvents, ResultsStream: e.StreamResults, DeadLetterStream: e.StreamDeadLetters,
 		Consumer: e.Consumer, Bucket: e.KVBucket, BudgetBucket: e.KVBudgetBucket, MonthlyQuota: e.DingTalkMonthlyQuota,
 		ProvisionedSubject: e.SubjectGroupProvisioned, FailedSubject: e.SubjectGroupFailed, DeadLetterSubject: e.SubjectDeadLetter,
-		Concurrency: e.Concurrency, AckWait: e.AckWait, RetryBudget: e.RetryBudget, Retention: e.Retention,
+		QPS: e.DingTalkQPS, Concurrency: e.Concurrency, AckWait: e.AckWait, RetryBudget: e.RetryBudget, Retention: e.Retention,
 		ShutdownGrace: e.ShutdownGrace, MaxAckPending: max(1000, e.Concurrency), Storage: jetstream.FileStorage,
 	}
 }
@@ -157,7 +157,7 @@ func typeName(t string) string {
 func (e *env) groups() (dingtalk.Groups, string, error) {
 	client, err := dingtalk.NewClient(dingtalk.Options{
 		Family: dingtalk.Family(e.DingTalkAPI), BaseURL: e.DingTalkBaseURL, APIBaseURL: e.DingTalkAPIBaseURL,
-		AppKey: e.DingTalkAppKey, AppSecret: e.DingTalkAppSecret, QPS: e.DingTalkQPS,
+		AppKey: e.DingTalkAppKey, AppSecret: e.DingTalkAppSecret, // paced by the workers' shared budget, not per client
 	})
 	if err != nil {
 		return nil, "", usageError("provisioner: " + err.Error())

@@ -34,7 +34,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{"missing key", "DINGTALK_APP_KEY", "", "DINGTALK_APP_KEY is required"},
 		{"missing secret", "DINGTALK_APP_SECRET", "", "DINGTALK_APP_SECRET is required"},
 		{"QPS not a number", "DINGTALK_QPS", "fast", `DINGTALK_QPS: cannot read "fast" as a number`},
-		{"QPS zero", "DINGTALK_QPS", "0", "DINGTALK_QPS must be more than 0"},
+		{"QPS zero", "DINGTALK_QPS", "0", "DINGTALK_QPS must be at least 1"},
 		{"concurrency", "CONCURRENCY", "-3", "CONCURRENCY must be between 1 and 10000"},
 		{"ack wait", "ACK_WAIT", "soon", "ACK_WAIT: cannot read"},
 		{"base URL", "DINGTALK_BASE_URL", "oapi.dingtalk.com", "DINGTALK_BASE_URL must be an absolute http(s) URL"},

@@ -1,0 +1,384 @@
+package budget
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// The pacer's timing. DefaultMargin is added to the one-second window to
+// cover the spread of the network's latency (DingTalk counts arrivals, the
+// pacer releases): 40 ms keeps the workers at 96% of the budget.
+const (
+	DefaultMargin = 40 * time.Millisecond
+	refreshEvery  = time.Second     // each worker says it is alive, and publishes its figures
+	memberTTL     = 3 * time.Second // a worker not heard for this long is gone
+	// raiseDelay is how long a larger share waits before it is used, so that
+	// every other worker has seen the change and lowered its own (lowering
+	// is immediate) and its window has passed.
+	raiseDelay = 2 * time.Second
+)
+
+// PacerOptions configures a Pacer.
+type PacerOptions struct {
+	Bucket string // a bucket of its own for members and holds; created with a short max age
+	ID     string // this worker; unique among the workers
+	// Limit is the app's calls per second per API (DingTalk's standard
+	// edition: 20), shared by every worker using the bucket.
+	Limit    int
+	Margin   time.Duration // added to the one-second window; default DefaultMargin
+	Storage  jetstream.StorageType
+	Replicas int
+	Log      zerolog.Logger
+	Now      func() time.Time // default time.Now
+}
+
+// Pacer spends the app's per-second budget of each DingTalk API together
+// with every other worker: the live workers divide Limit between them (by
+// rank, so the shares add up to Limit), each keeps its calls to its share in
+// every window of a second plus Margin, and a rate-limit answer holds the API
+// for all of them. Membership and holds travel through a key-value bucket:
+// one write a second per worker, and a watch. Safe for concurrent use.
+type Pacer struct {
+	o  PacerOptions
+	kv jetstream.KeyValue
+	w  time.Duration // the window: a second plus Margin
+
+	mu       sync.Mutex
+	apis     map[string]*window
+	holds    map[string]time.Time // per API: no call before this
+	members  map[string]time.Time // worker id → when last heard (local clock)
+	share    int                  // calls per window per API this worker may make now
+	pending  int                  // a larger share waiting for raiseDelay
+	since    time.Time            // when pending was first computed
+	lastOK   time.Time            // the last successful refresh
+	degraded bool                 // refreshes failing: a safe local share is in force
+	changed  chan struct{}        // closed when share or holds change
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// StartPacer joins the workers sharing o.Bucket. Its share starts at 0 and
+// rises once the others have made room; Stop leaves.
+func StartPacer(ctx context.Context, js jetstream.JetStream, o PacerOptions) (*Pacer, error) {
+	if o.Limit < 1 {
+		return nil, fmt.Errorf("budget: the per-second limit must be at least 1, got %d", o.Limit)
+	}
+	if o.ID == "" || strings.ContainsAny(o.ID, ".*> ") {
+		return nil, fmt.Errorf("budget: worker id %q must be non-empty without dots, wildcards or spaces", o.ID)
+	}
+	if o.Margin == 0 {
+		o.Margin = DefaultMargin
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      o.Bucket,
+		Description: "DingTalk group provisioner: the workers sharing the per-second budget, and rate-limit holds",
+		History:     1,
+		TTL:         time.Minute,
+		Storage:     o.Storage,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("budget: key-value bucket %q: %w", o.Bucket, err)
+	}
+	p := &Pacer{o: o, kv: kv, w: time.Second + o.Margin, apis: map[string]*window{}, holds: map[string]time.Time{},
+		members: map[string]time.Time{}, changed: make(chan struct{}), done: make(chan struct{})}
+	if err := p.refresh(ctx); err != nil {
+		return nil, err
+	}
+	watch, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("budget: watching %q: %w", o.Bucket, err)
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p.stop = stop
+	go p.run(runCtx, watch)
+	return p, nil
+}
+
+// Stop leaves: the other workers take over this one's share after raiseDelay.
+func (p *Pacer) Stop(ctx context.Context) {
+	p.stop()
+	<-p.done
+	if err := p.kv.Delete(ctx, "members."+p.o.ID); err != nil {
+		p.o.Log.Warn().Err(err).Msg("leaving the shared DingTalk budget; the others take over this share when it expires")
+	}
+}
+
+// member is what each worker publishes about itself every second.
+type member struct {
+	Share int            `json:"share"`
+	Calls map[string]int `json:"calls"` // per API, in the last second
+}
+
+// refresh says this worker is alive, with its figures.
+func (p *Pacer) refresh(ctx context.Context) error {
+	p.mu.Lock()
+	m := member{Share: p.share, Calls: map[string]int{}}
+	now := p.o.Now()
+	for api, win := range p.apis {
+		m.Calls[api] = win.count(now, time.Second)
+	}
+	p.mu.Unlock()
+	data, _ := json.Marshal(m)
+	if _, err := p.kv.Put(ctx, "members."+p.o.ID, data); err != nil {
+		return fmt.Errorf("budget: joining the shared DingTalk budget: %w", err)
+	}
+	p.mu.Lock()
+	p.lastOK = p.o.Now()
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Pacer) run(ctx context.Context, watch jetstream.KeyWatcher) {
+	defer close(p.done)
+	defer func() { _ = watch.Stop() }()
+	tick := time.NewTicker(refreshEvery / 4)
+	defer tick.Stop()
+	lastRefresh := p.o.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-watch.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				p.heard(e)
+			}
+		case <-tick.C:
+			if p.o.Now().Sub(lastRefresh) >= refreshEvery {
+				lastRefresh = p.o.Now()
+				rctx, cancel := context.WithTimeout(ctx, refreshEvery)
+				if err := p.refresh(rctx); err != nil && ctx.Err() == nil {
+					p.o.Log.Debug().Err(err).Msg("refreshing this worker's place in the shared DingTalk budget")
+				}
+				cancel()
+			}
+		}
+		p.reshare()
+	}
+}
+
+// heard takes in one change from the bucket.
+func (p *Pacer) heard(e jetstream.KeyValueEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	gone := e.Operation() != jetstream.KeyValuePut
+	switch key := e.Key(); {
+	case strings.HasPrefix(key, "members."):
+		id := strings.TrimPrefix(key, "members.")
+		if gone {
+			delete(p.members, id)
+		} else {
+			p.members[id] = p.o.Now()
+		}
+	case strings.HasPrefix(key, "hold.") && !gone:
+		var until time.Time
+		if err := until.UnmarshalText(e.Value()); err == nil {
+			p.holdLocked(strings.TrimPrefix(key, "hold."), until)
+		}
+	}
+}
+
+// reshare recomputes this worker's share from the live workers: lowered at
+// once, raised only after raiseDelay. While refreshes fail, it keeps to a
+// share that leaves room for one more worker it cannot see.
+func (p *Pacer) reshare() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.o.Now()
+	live := []string{p.o.ID}
+	for id, heard := range p.members {
+		if id != p.o.ID && now.Sub(heard) < memberTTL {
+			live = append(live, id)
+		}
+	}
+	slices.Sort(live)
+	n, l := len(live), p.o.Limit
+	target := l / n
+	if slices.Index(live, p.o.ID) < l%n {
+		target++
+	}
+	p.degraded = now.Sub(p.lastOK) >= memberTTL
+	if p.degraded {
+		target = min(target, max(1, l/(n+1)))
+	}
+	old := p.share
+	switch {
+	case target < p.share:
+		p.share, p.pending = target, 0
+	case target == p.share:
+		p.pending = 0
+	case target != p.pending:
+		p.pending, p.since = target, now
+	case now.Sub(p.since) >= raiseDelay:
+		p.share, p.pending = target, 0
+	}
+	if p.share != old {
+		p.wake()
+		p.o.Log.Info().Int("workers", n).Int("share", p.share).Int("limit", l).Dur("window", p.w).Bool("degraded", p.degraded).
+			Msg("this worker's share of the DingTalk per-second budget changed")
+	}
+}
+
+// wake tells waiting callers that the share or a hold changed; p.mu held.
+func (p *Pacer) wake() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Wait blocks until this worker may send one call to api, and counts it.
+func (p *Pacer) Wait(ctx context.Context, api string) error {
+	for {
+		p.mu.Lock()
+		now := p.o.Now()
+		win, ok := p.apis[api]
+		if !ok {
+			win = &window{}
+			p.apis[api] = win
+		}
+		at := p.holds[api]
+		if !at.After(now) {
+			at = win.next(now, p.w, p.share)
+		}
+		if !at.IsZero() && !at.After(now) {
+			win.sent = append(win.sent, now)
+			p.mu.Unlock()
+			return nil
+		}
+		changed := p.changed
+		p.mu.Unlock()
+		if err := sleep(ctx, at, now, changed); err != nil {
+			return err
+		}
+	}
+}
+
+// sleep waits until at (for ever if it is zero), a change, or ctx's end.
+func sleep(ctx context.Context, at, now time.Time, changed <-chan struct{}) error {
+	var timer <-chan time.Time
+	if !at.IsZero() {
+		t := time.NewTimer(at.Sub(now))
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-timer:
+	case <-changed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Hold stops every worker's calls to api until until (DingTalk's penalty for
+// a rate-limit answer): here at once, elsewhere as soon as they see it.
+func (p *Pacer) Hold(ctx context.Context, api string, until time.Time) error {
+	p.mu.Lock()
+	p.holdLocked(api, until)
+	p.mu.Unlock()
+	data, _ := until.MarshalText()
+	if _, err := p.kv.Put(ctx, "hold."+api, data); err != nil {
+		return fmt.Errorf("budget: holding %s for every worker: %w", api, err)
+	}
+	return nil
+}
+
+func (p *Pacer) holdLocked(api string, until time.Time) {
+	if until.After(p.holds[api]) {
+		p.holds[api] = until
+		p.wake()
+	}
+}
+
+// PenaltyEnd is when a rate-limit answer's penalty is over: what the answer
+// named, or else the start of the next second (DingTalk's docs: wait a second
+// and retry; its counting windows are probably wall-clock seconds), plus margin.
+func PenaltyEnd(now time.Time, named time.Duration, margin time.Duration) time.Time {
+	end := now.Truncate(time.Second).Add(time.Second)
+	if named > 0 && now.Add(named).After(end) {
+		end = now.Add(named)
+	}
+	return end.Add(margin)
+}
+
+// PacerStatus is one worker's view of the shared per-second budget.
+type PacerStatus struct {
+	Workers  int                  // live workers sharing the budget
+	Share    int                  // this worker's calls per window per API
+	Window   time.Duration        // a second plus the margin
+	Degraded bool                 // NATS unreachable: a safe local share in force
+	Holds    map[string]time.Time // APIs held by a rate-limit answer, until when
+}
+
+// Status says how the budget is shared now, as this worker sees it.
+func (p *Pacer) Status() PacerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.o.Now()
+	st := PacerStatus{Workers: 1, Share: p.share, Window: p.w, Degraded: p.degraded, Holds: map[string]time.Time{}}
+	for id, heard := range p.members {
+		if id != p.o.ID && now.Sub(heard) < memberTTL {
+			st.Workers++
+		}
+	}
+	for api, until := range p.holds {
+		if until.After(now) {
+			st.Holds[api] = until
+		}
+	}
+	return st
+}
+
+// Members reads every worker's published figures from the bucket: what
+// provisioner budget shows. It does not need a running Pacer.
+func Members(ctx context.Context, js jetstream.JetStream, bucket string) (map[string]MemberStatus, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("budget: key-value bucket %q: %w", bucket, err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("budget: listing %q: %w", bucket, err)
+	}
+	out := map[string]MemberStatus{}
+	for key := range keys.Keys() {
+		if !strings.HasPrefix(key, "members.") {
+			continue
+		}
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			continue // gone since it was listed
+		}
+		var m member
+		if json.Unmarshal(e.Value(), &m) != nil {
+			continue
+		}
+		out[strings.TrimPrefix(key, "members.")] = MemberStatus{Share: m.Share, Calls: m.Calls, Seen: e.Created()}
+	}
+	return out, nil
+}
+
+// MemberStatus is one worker's published figures.
+type MemberStatus struct {
+	Share int            // calls per window per API
+	Calls map[string]int // per API, in the second before Seen
+	Seen  time.Time      // when it last published (the server's clock)
+}

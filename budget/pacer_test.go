@@ -1,0 +1,105 @@
+package budget_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/budget"
+	"provisioner/internal/natstest"
+)
+
+func startPacer(t *testing.T, js jetstream.JetStream, id string) *budget.Pacer {
+	t.Helper()
+	p, err := budget.StartPacer(context.Background(), js, budget.PacerOptions{Bucket: "pace", ID: id, Limit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	return p
+}
+
+// waitShares polls the pacers until want(shares) holds, checking on every
+// look that the shares never add up to more than the limit.
+func waitShares(t *testing.T, what string, pacers []*budget.Pacer, want func([]int) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		shares, sum := make([]int, len(pacers)), 0
+		for i, p := range pacers {
+			shares[i] = p.Status().Share
+			sum += shares[i]
+		}
+		if sum > 20 {
+			t.Fatalf("%s: shares %v add up to %d, more than the limit of 20", what, shares, sum)
+		}
+		if want(shares) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: shares still %v", what, shares)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sorted wants the shares, in any order.
+func sorted(want ...int) func([]int) bool {
+	return func(got []int) bool {
+		got = slices.Clone(got)
+		slices.Sort(got)
+		return slices.Equal(got, want)
+	}
+}
+
+// Workers joining and leaving re-divide the limit; at no moment do the
+// shares add up to more than it.
+func TestPacersShareTheLimit(t *testing.T) {
+	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := startPacer(t, js, "a"), startPacer(t, js, "b")
+	waitShares(t, "two workers", []*budget.Pacer{a, b}, sorted(10, 10))
+	c := startPacer(t, js, "c")
+	waitShares(t, "a third joins", []*budget.Pacer{a, b, c}, sorted(6, 7, 7))
+	b.Stop(context.Background())
+	waitShares(t, "one leaves", []*budget.Pacer{a, c}, sorted(10, 10))
+	if st := a.Status(); st.Workers != 2 || st.Degraded {
+		t.Errorf("a's view: %+v", st)
+	}
+}
+
+// A rate-limit answer seen by one worker holds the API for the others too.
+func TestHoldReachesEveryWorker(t *testing.T) {
+	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := startPacer(t, js, "a"), startPacer(t, js, "b")
+	waitShares(t, "two workers", []*budget.Pacer{a, b}, sorted(10, 10))
+	ctx := context.Background()
+	until := time.Now().Add(300 * time.Millisecond)
+	if err := a.Hold(ctx, "chat/create", until); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Status().Holds["chat/create"].IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("b never saw the hold")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := b.Wait(ctx, "chat/create"); err != nil {
+		t.Fatal(err)
+	}
+	if now := time.Now(); now.Before(until) {
+		t.Errorf("b called %v before the hold ended", until.Sub(now))
+	}
+	if err := b.Wait(ctx, "topapi/chat/qrcode/get"); err != nil { // other APIs are not held
+		t.Fatal(err)
+	}
+}
