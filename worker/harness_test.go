@@ -192,33 +192,49 @@ func (e *env) results(want int) []result {
 
 func (e *env) readStream(stream string, want int) []result {
 	e.t.Helper()
+	return e.readStreamWithin(stream, want, 60*time.Second)
+}
+
+// readStreamWithin waits (up to within) until stream holds want messages,
+// then reads them all.
+func (e *env) readStreamWithin(stream string, want int, within time.Duration) []result {
+	e.t.Helper()
 	ctx := context.Background()
-	var out []result
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		cons, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	s, err := e.js.Stream(ctx, stream)
+	if err != nil {
+		e.t.Fatalf("stream %s: %v", stream, err)
+	}
+	deadline := time.Now().Add(within)
+	for {
+		info, err := s.Info(ctx)
 		if err != nil {
-			e.t.Fatalf("ordered consumer on %s: %v", stream, err)
+			e.t.Fatalf("stream %s: %v", stream, err)
 		}
-		out = out[:0]
-		batch, err := cons.FetchNoWait(1 << 20)
-		if err != nil {
-			e.t.Fatal(err)
+		if int(info.State.Msgs) >= want {
+			break
 		}
-		for m := range batch.Messages() {
-			r := result{Subject: m.Subject(), Raw: m.Data()}
-			if json.Valid(m.Data()) { // dead letters hold whatever was sent
-				_ = json.Unmarshal(m.Data(), &r)
-			}
-			out = append(out, r)
-		}
-		if len(out) >= want {
-			return out
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: %d messages after %v, want %d; last log lines:\n%s", stream, info.State.Msgs, within, want, e.logs.tail(20))
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition: results not yet published
 	}
-	e.t.Fatalf("%s: %d messages after 60s, want %d; last log lines:\n%s", stream, len(out), want, e.logs.tail(20))
-	return nil
+	cons, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		e.t.Fatalf("ordered consumer on %s: %v", stream, err)
+	}
+	batch, err := cons.FetchNoWait(1 << 20)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []result
+	for m := range batch.Messages() {
+		r := result{Subject: m.Subject(), Raw: m.Data()}
+		if json.Valid(m.Data()) { // dead letters hold whatever was sent
+			_ = json.Unmarshal(m.Data(), &r)
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // waitFor polls cond until it holds or 60 s pass.

@@ -57,7 +57,7 @@ func paced(tb testing.TB, model sim.QPSModel, workers, events, qps int, latency,
 		victim.kill()
 		victimGroups.dead.Store(true)
 	}
-	rs := e.results(events)
+	rs := e.readStreamWithin("PROVISIONER_RESULTS", events, 5*time.Minute)
 	out := pacedRun{elapsed: time.Since(start), results: len(rs)}
 	st := e.sim.Stats()
 	for api, n := range st.Calls {

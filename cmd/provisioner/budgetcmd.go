@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,9 +28,10 @@ func (c *BudgetCommand) Run(ctx context.Context, args []string) error {
 	fs.Usage = func() {
 		fmt.Fprint(c.main.Stderr, `Usage: provisioner budget [-json]
 
-Shows the DingTalk calls the workers made this month (Asia/Shanghai, as
-DingTalk counts) against DINGTALK_MONTHLY_QUOTA, and whether work is paused,
-why and until when.
+Shows the per-second budget (DINGTALK_QPS) and how the workers share it,
+with each one's calls per API in its last second; the DingTalk calls the
+workers made this month (Asia/Shanghai, as DingTalk counts) against
+DINGTALK_MONTHLY_QUOTA; and whether work is paused, why and until when.
 
 Flags:
 `)
@@ -37,22 +40,51 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	k, done, err := openKeeper(ctx, zerolog.Nop())
+	bc, done, err := openKeeper(ctx, zerolog.Nop())
 	if err != nil {
 		return err
 	}
 	defer done()
-	st, err := k.Status(ctx)
+	st, err := bc.keeper.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	workers, err := budget.Members(ctx, bc.js, bc.env.paceBucket())
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
 	if *asJSON {
-		out, _ := json.MarshalIndent(st, "", "  ")
+		out, _ := json.MarshalIndent(struct {
+			budget.Status
+			QPS     float64                        `json:"qps"`
+			Workers map[string]budget.MemberStatus `json:"workers"`
+		}{st, bc.env.DingTalkQPS, workers}, "", "  ")
 		fmt.Fprintln(c.main.Stdout, string(out))
 		return nil
 	}
-	fmt.Fprint(c.main.Stdout, describeStatus(st, time.Now()))
+	now := time.Now()
+	fmt.Fprint(c.main.Stdout, describeShares(bc.env.DingTalkQPS, workers, now)+describeStatus(st, now))
 	return nil
+}
+
+// describeShares is the per-second budget as the workers last published it:
+// each one's share and its calls per API in its last second.
+func describeShares(qps float64, workers map[string]budget.MemberStatus, now time.Time) string {
+	out := fmt.Sprintf("per-second budget: %v calls/s per API (DINGTALK_QPS), shared by %d worker(s) heard in the last minute\n", qps, len(workers))
+	total := map[string]int{}
+	for _, id := range slices.Sorted(maps.Keys(workers)) {
+		m := workers[id]
+		out += fmt.Sprintf("  %s: share %d a window, heard %v ago", id, m.Share, now.Sub(m.Seen).Round(time.Second))
+		for _, api := range slices.Sorted(maps.Keys(m.Calls)) {
+			out += fmt.Sprintf(", %s %d", api, m.Calls[api])
+			total[api] += m.Calls[api]
+		}
+		out += "\n"
+	}
+	for _, api := range slices.Sorted(maps.Keys(total)) {
+		out += fmt.Sprintf("  %s: %d calls in the workers' last second\n", api, total[api])
+	}
+	return out
 }
 
 // describeStatus is the budget's status for a person.

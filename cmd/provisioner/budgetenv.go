@@ -14,17 +14,29 @@ import (
 	"provisioner/budget"
 )
 
-// BudgetEnv (exported so that envconfig fills it when embedded) is what the worker and the pause, resume and budget commands
+// BudgetEnv is what the worker and the pause, resume and budget commands
 // share: where NATS is and which consumer and budget they act on. The
-// commands need no DingTalk credentials.
+// commands need no DingTalk credentials. (Exported so that envconfig fills
+// it when embedded in env.)
 type BudgetEnv struct {
-	NATSURL               string `envconfig:"NATS_URL"`
-	NATSCreds             string `envconfig:"NATS_CREDS"`
-	NATSListen            string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
-	Consumer              string `envconfig:"CONSUMER" default:"provisioner"`
-	SubjectProjectCreated string `envconfig:"SUBJECT_PROJECT_CREATED" default:"project.created"`
-	KVBudgetBucket        string `envconfig:"KV_BUDGET_BUCKET" default:"provisioner_budget"`
-	DingTalkMonthlyQuota  int    `envconfig:"DINGTALK_MONTHLY_QUOTA" default:"0"`
+	NATSURL               string  `envconfig:"NATS_URL"`
+	NATSCreds             string  `envconfig:"NATS_CREDS"`
+	NATSListen            string  `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
+	Consumer              string  `envconfig:"CONSUMER" default:"provisioner"`
+	SubjectProjectCreated string  `envconfig:"SUBJECT_PROJECT_CREATED" default:"project.created"`
+	KVBudgetBucket        string  `envconfig:"KV_BUDGET_BUCKET" default:"provisioner_budget"`
+	DingTalkMonthlyQuota  int     `envconfig:"DINGTALK_MONTHLY_QUOTA" default:"0"`
+	DingTalkQPS           float64 `envconfig:"DINGTALK_QPS" default:"20"`
+}
+
+// paceBucket holds the workers sharing the per-second budget (worker.Config's rule).
+func (b *BudgetEnv) paceBucket() string { return b.KVBudgetBucket + "_pace" }
+
+// budgetConn is what the pause, resume and budget commands work with.
+type budgetConn struct {
+	keeper *budget.Keeper
+	js     jetstream.JetStream
+	env    BudgetEnv
 }
 
 // budgetOptions are the Keeper's options for this configuration.
@@ -36,7 +48,7 @@ func (b *BudgetEnv) budgetOptions(log zerolog.Logger) budget.Options {
 // openKeeper reads the environment and opens the budget on the NATS the
 // workers use (NATS_URL, else a worker's embedded server on NATS_LISTEN).
 // done closes the connection.
-func openKeeper(ctx context.Context, log zerolog.Logger) (k *budget.Keeper, done func(), err error) {
+func openKeeper(ctx context.Context, log zerolog.Logger) (bc *budgetConn, done func(), err error) {
 	var b BudgetEnv
 	if err := envconfig.Process("", &b); err != nil {
 		var pe *envconfig.ParseError
@@ -61,10 +73,10 @@ func openKeeper(ctx context.Context, log zerolog.Logger) (k *budget.Keeper, done
 		nc.Close()
 		return nil, nil, fmt.Errorf("provisioner: %w", err)
 	}
-	k, err = budget.Open(ctx, js, b.budgetOptions(log))
+	k, err := budget.Open(ctx, js, b.budgetOptions(log))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("provisioner: %w", err)
 	}
-	return k, nc.Close, nil
+	return &budgetConn{keeper: k, js: js, env: b}, nc.Close, nil
 }

@@ -22,13 +22,12 @@ type env struct {
 	BudgetEnv
 	NATSStoreDir string `envconfig:"NATS_STORE_DIR" default:"data/nats"`
 
-	DingTalkAPI             string  `envconfig:"DINGTALK_API" default:"v1"`
-	DingTalkAPIBaseURL      string  `envconfig:"DINGTALK_API_BASE_URL" default:"https://api.dingtalk.com"`
-	DingTalkSceneTemplateID string  `envconfig:"DINGTALK_SCENE_TEMPLATE_ID"`
-	DingTalkBaseURL         string  `envconfig:"DINGTALK_BASE_URL" default:"https://oapi.dingtalk.com"`
-	DingTalkAppKey          string  `envconfig:"DINGTALK_APP_KEY"`
-	DingTalkAppSecret       string  `envconfig:"DINGTALK_APP_SECRET"`
-	DingTalkQPS             float64 `envconfig:"DINGTALK_QPS" default:"20"`
+	DingTalkAPI             string `envconfig:"DINGTALK_API" default:"v1"`
+	DingTalkAPIBaseURL      string `envconfig:"DINGTALK_API_BASE_URL" default:"https://api.dingtalk.com"`
+	DingTalkSceneTemplateID string `envconfig:"DINGTALK_SCENE_TEMPLATE_ID"`
+	DingTalkBaseURL         string `envconfig:"DINGTALK_BASE_URL" default:"https://oapi.dingtalk.com"`
+	DingTalkAppKey          string `envconfig:"DINGTALK_APP_KEY"`
+	DingTalkAppSecret       string `envconfig:"DINGTALK_APP_SECRET"`
 
 	Concurrency   int           `envconfig:"CONCURRENCY" default:"64"`
 	AckWait       time.Duration `envconfig:"ACK_WAIT" default:"30s"`

@@ -110,7 +110,7 @@ Flags:
 		return fmt.Errorf("provisioner: %w", err)
 	}
 	e := &env{DingTalkAPI: string(family), DingTalkBaseURL: baseURL, DingTalkAPIBaseURL: baseURL,
-		DingTalkAppKey: sf.appKey, DingTalkAppSecret: sf.appSecret, DingTalkQPS: 20}
+		DingTalkAppKey: sf.appKey, DingTalkAppSecret: sf.appSecret}
 	if *scene {
 		e.DingTalkSceneTemplateID = "demo-template"
 	}

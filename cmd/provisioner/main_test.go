@@ -206,6 +206,9 @@ func checkReadiness(t *testing.T, logs string) {
 	if code, body := ready(); code != http.StatusOK {
 		t.Fatalf("/readyz before a pause: %d %s", code, body)
 	}
+	if out, err := run(t, "budget"); err != nil || !strings.Contains(out, "per-second budget: 20 calls/s per API (DINGTALK_QPS), shared by 1 worker(s)") {
+		t.Errorf("budget beside a running worker: %v\n%s", err, out)
+	}
 	if out, err := run(t, "pause", "-until", "1h"); err != nil {
 		t.Fatalf("pause: %v\n%s", err, out)
 	}

@@ -45,11 +45,12 @@ Flags:
 	if err != nil {
 		return err
 	}
-	k, done, err := openKeeper(ctx, zerolog.Nop())
+	bc, done, err := openKeeper(ctx, zerolog.Nop())
 	if err != nil {
 		return err
 	}
 	defer done()
+	k := bc.keeper
 	if err := k.Pause(ctx, budget.Pause{Reason: budget.ReasonOperator, Detail: *why, Since: now, Until: end}); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}

@@ -29,11 +29,12 @@ there (the quota is still used up), the next DingTalk call pauses work again.
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	k, done, err := openKeeper(ctx, zerolog.Nop())
+	bc, done, err := openKeeper(ctx, zerolog.Nop())
 	if err != nil {
 		return err
 	}
 	defer done()
+	k := bc.keeper
 	if err := k.Resume(ctx); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}

@@ -143,6 +143,7 @@ Configuration comes from the environment (see README.md for the full table):
 	DINGTALK_API_BASE_URL default https://api.dingtalk.com
 	DINGTALK_BASE_URL     default https://oapi.dingtalk.com
 	DINGTALK_QPS          the app's calls per second per API, shared by every worker; default 20
+	DINGTALK_MONTHLY_QUOTA  calls a month all workers may make (Asia/Shanghai); 0 (default): no cap of ours
 	CONCURRENCY           events worked at once, default 64
 	LOG_LEVEL             trace, debug, info, warn, error; default info
 	HTTP_ADDR             health endpoints, default :8080; empty: none
