@@ -252,6 +252,9 @@ func (p *Pacer) Wait(ctx context.Context, api string) error {
 			p.apis[api] = win
 		}
 		at := p.holds[api]
+		if all := p.holds[AllAPIs]; all.After(at) {
+			at = all
+		}
 		if !at.After(now) {
 			at = win.next(now, p.w, p.share)
 		}
@@ -285,8 +288,13 @@ func sleep(ctx context.Context, at, now time.Time, changed <-chan struct{}) erro
 	return nil
 }
 
-// Hold stops every worker's calls to api until until (DingTalk's penalty for
-// a rate-limit answer): here at once, elsewhere as soon as they see it.
+// AllAPIs held stops every call: what an IP ban asks for. (Not "*": a
+// key-value key cannot hold a wildcard.)
+const AllAPIs = "_all"
+
+// Hold stops every worker's calls to api (AllAPIs: to any API) until until
+// (DingTalk's penalty for a rate-limit answer or an IP ban): here at once,
+// elsewhere as soon as they see it.
 func (p *Pacer) Hold(ctx context.Context, api string, until time.Time) error {
 	p.mu.Lock()
 	p.holdLocked(api, until)

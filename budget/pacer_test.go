@@ -103,3 +103,33 @@ func TestHoldReachesEveryWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An IP ban seen by one worker stops every API at every worker.
+func TestBanHoldsEveryAPI(t *testing.T) {
+	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := startPacer(t, js, "a"), startPacer(t, js, "b")
+	waitShares(t, "two workers", []*budget.Pacer{a, b}, sorted(10, 10))
+	ctx := context.Background()
+	until := time.Now().Add(300 * time.Millisecond)
+	if err := a.Hold(ctx, budget.AllAPIs, until); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Status().Holds[budget.AllAPIs].IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("b never saw the ban")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, api := range []string{"chat/create", "topapi/chat/qrcode/get"} {
+		if err := b.Wait(ctx, api); err != nil {
+			t.Fatal(err)
+		}
+		if now := time.Now(); now.Before(until) {
+			t.Errorf("b called %s %v before the ban ended", api, until.Sub(now))
+		}
+	}
+}

@@ -108,7 +108,7 @@ func checkResponse(api string, mutating bool, status int, header http.Header, bo
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		if looksLikeHTML(header, trimmed) {
 			// An IP ban answers with a page instead of JSON; nothing was done.
-			e.Class, e.ErrMsg = RateLimited, "non-JSON page instead of a JSON reply (an IP ban?)"
+			e.Class, e.ErrMsg, e.IPBanned = RateLimited, "non-JSON page instead of a JSON reply (an IP ban?)", true
 			if e.RetryAfter == 0 {
 				e.RetryAfter = 5 * time.Minute
 			}
@@ -124,7 +124,7 @@ func checkResponse(api string, mutating bool, status int, header http.Header, bo
 	r := v.base()
 	e.ErrMsg, e.SubCode, e.RequestID = r.ErrMsg, string(r.SubCode), r.RequestID
 	if r.Status == banStatus {
-		e.Class = RateLimited
+		e.Class, e.IPBanned = RateLimited, true
 		e.ErrMsg = fmt.Sprintf("calling IP banned (status %d)", banStatus)
 		if r.Wait > 0 {
 			e.RetryAfter = time.Duration(r.Wait) * time.Second

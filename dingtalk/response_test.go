@@ -88,6 +88,9 @@ func TestClassification(t *testing.T) {
 				if Classify(got.err) != got.want {
 					t.Errorf("%s: class %v, want %v (%v)", e.API, Classify(got.err), got.want, got.err)
 				}
+				if banned := strings.HasPrefix(tt.name, "IP ban"); e.IPBanned != banned {
+					t.Errorf("%s: IPBanned %v, want %v", e.API, e.IPBanned, banned)
+				}
 				if e.ErrCode != tt.code || e.RetryAfter != tt.retryAfter {
 					t.Errorf("%s: errcode %d retryAfter %v, want %d %v", e.API, e.ErrCode, e.RetryAfter, tt.code, tt.retryAfter)
 				}

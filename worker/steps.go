@@ -227,7 +227,12 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 			// for every worker until the penalty ends. Not the event's fault,
 			// so neither an attempt nor a backoff step nor its retry budget.
 			until := budget.PenaltyEnd(w.cfg.Now(), de.RetryAfter, budget.DefaultMargin)
-			if herr := w.pacer.Hold(ctx, de.API, until); herr != nil {
+			api := de.API
+			if de.IPBanned {
+				api = budget.AllAPIs
+				j.log.Warn().Str("event_id", j.eventID).Err(err).Time("until", until).Msg("DingTalk banned the calling IP: every worker's calls wait")
+			}
+			if herr := w.pacer.Hold(ctx, api, until); herr != nil {
 				j.log.Debug().Str("event_id", j.eventID).Err(herr).Msg("could not tell the other workers about a rate-limit answer")
 			}
 			continue
