@@ -67,8 +67,8 @@ type Error struct {
 	// IPBanned: the calling IP is banned (a page instead of JSON, or status
 	// 1111); every API, not only this one, must wait RetryAfter.
 	IPBanned bool
-	Class      Class         // what to do about it; see Classify
-	Err        error         // the underlying cause for transport and decoding failures (redacted)
+	Class    Class // what to do about it; see Classify
+	Err      error // the underlying cause for transport and decoding failures (redacted)
 }
 
 // Error implements error. The text names the API, the code and what it means.
