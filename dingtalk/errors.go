@@ -64,11 +64,11 @@ type Error struct {
 	SubCode    string        // DingTalk's sub_code (also parsed from "subcode=…" in errmsg)
 	RequestID  string        // DingTalk's request_id / requestid, for support tickets
 	RetryAfter time.Duration // how long DingTalk asked us to wait; 0 when it did not say
+	Class      Class         // what to do about it; see Classify
+	Err        error         // the underlying cause for transport and decoding failures (redacted)
 	// IPBanned: the calling IP is banned (a page instead of JSON, or status
 	// 1111); every API, not only this one, must wait RetryAfter.
 	IPBanned bool
-	Class    Class // what to do about it; see Classify
-	Err      error // the underlying cause for transport and decoding failures (redacted)
 }
 
 // Error implements error. The text names the API, the code and what it means.
