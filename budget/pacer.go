@@ -144,33 +144,57 @@ func (p *Pacer) refresh(ctx context.Context) error {
 
 func (p *Pacer) run(ctx context.Context, watch jetstream.KeyWatcher) {
 	defer close(p.done)
-	defer func() { _ = watch.Stop() }()
+	defer func() {
+		if watch != nil {
+			_ = watch.Stop()
+		}
+	}()
 	tick := time.NewTicker(refreshEvery / 4)
 	defer tick.Stop()
 	lastRefresh := p.o.Now()
 	for {
+		var updates <-chan jetstream.KeyValueEntry
+		if watch != nil {
+			updates = watch.Updates()
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case e, ok := <-watch.Updates():
-			if !ok {
-				return
-			}
-			if e != nil {
+		case e, ok := <-updates:
+			switch {
+			case !ok: // the watch ended (the connection closed): the ticks try again
+				watch = nil
+			case e != nil:
 				p.heard(e)
 			}
 		case <-tick.C:
 			if p.o.Now().Sub(lastRefresh) >= refreshEvery {
 				lastRefresh = p.o.Now()
-				rctx, cancel := context.WithTimeout(ctx, refreshEvery)
-				if err := p.refresh(rctx); err != nil && ctx.Err() == nil {
-					p.o.Log.Debug().Err(err).Msg("refreshing this worker's place in the shared DingTalk budget")
-				}
-				cancel()
+				watch = p.tend(ctx, watch)
 			}
 		}
 		p.reshare()
 	}
+}
+
+// tend refreshes this worker's key, and watches again if the watch ended.
+func (p *Pacer) tend(ctx context.Context, watch jetstream.KeyWatcher) jetstream.KeyWatcher {
+	rctx, cancel := context.WithTimeout(ctx, refreshEvery)
+	defer cancel()
+	if err := p.refresh(rctx); err != nil {
+		if ctx.Err() == nil {
+			p.o.Log.Debug().Err(err).Msg("refreshing this worker's place in the shared DingTalk budget")
+		}
+		return watch
+	}
+	if watch == nil {
+		w, err := p.kv.WatchAll(ctx)
+		if err != nil {
+			return nil
+		}
+		return w
+	}
+	return watch
 }
 
 // heard takes in one change from the bucket.

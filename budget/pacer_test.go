@@ -133,3 +133,23 @@ func TestBanHoldsEveryAPI(t *testing.T) {
 		}
 	}
 }
+
+// A worker that cannot reach NATS keeps to a share that leaves room for one
+// worker it cannot see, rather than stop or keep its whole share.
+func TestPacerFallsBackWhenNATSIsGone(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Server(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startPacer(t, js, "a")
+	waitShares(t, "alone", []*budget.Pacer{a}, sorted(20))
+	nc.Close()
+	waitShares(t, "NATS gone", []*budget.Pacer{a}, sorted(10))
+	if st := a.Status(); !st.Degraded {
+		t.Errorf("status %+v, want degraded", st)
+	}
+	if err := a.Wait(context.Background(), "chat/create"); err != nil {
+		t.Errorf("a degraded worker still calls: %v", err)
+	}
+}
