@@ -295,6 +295,13 @@ func (p *Pacer) Wait(ctx context.Context, api string) error {
 	}
 }
 
+// Changed is closed when this worker's share or a hold next changes.
+func (p *Pacer) Changed() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
 // sleep waits until at (for ever if it is zero), a change, or ctx's end.
 func sleep(ctx context.Context, at, now time.Time, changed <-chan struct{}) error {
 	var timer <-chan time.Time

@@ -61,7 +61,8 @@ sim_pid=$!
 pids+=($sim_pid)
 export NATS_URL=nats://127.0.0.1:14222 DINGTALK_BASE_URL=http://127.0.0.1:18090
 export DINGTALK_API_BASE_URL=http://127.0.0.1:18090
-export DINGTALK_APP_KEY=demo-key DINGTALK_APP_SECRET=demo-secret DINGTALK_QPS=$qps LOG_LEVEL=$log_level HTTP_ADDR= ACK_WAIT=5s
+export DINGTALK_APP_KEY=demo-key DINGTALK_APP_SECRET=demo-secret DINGTALK_QPS=$qps LOG_LEVEL=$log_level HTTP_ADDR=
+if [ "$mode" = soak ]; then export ACK_WAIT=5s; fi # a killed worker's events come back sooner
 
 start_worker() {
   "$work/provisioner" run >>"$work/worker.log" 2>&1 &

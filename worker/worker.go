@@ -83,7 +83,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			p.Stop(sctx)
 		}()
 	}
-	it, err := w.topo.consumer.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
+	prefetch := w.cfg.Concurrency
+	if w.pacer != nil {
+		prefetch = 1 // see room: events in our hands are events no other worker can take
+	}
+	it, err := w.topo.consumer.Messages(jetstream.PullMaxMessages(prefetch))
 	if err != nil {
 		return err
 	}
@@ -100,10 +104,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	slots := make(chan struct{}, w.cfg.Concurrency)
+	freed := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	var pullErr error
 	for {
 		slots <- struct{}{} // a free slot before taking a message: nothing waits in our hands
+		w.room(ctx, slots, freed)
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			<-slots
@@ -119,7 +125,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		wg.Add(1)
 		go func() {
-			defer func() { <-slots; wg.Done() }()
+			defer func() {
+				<-slots
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
+				wg.Done()
+			}()
 			w.process(workCtx, stopping, msg)
 		}()
 	}
@@ -159,5 +172,19 @@ func (w *Worker) handBack(it jetstream.MessagesContext) {
 	it.Stop()
 	if handed > 0 {
 		w.log.Info().Int("messages", handed).Msg("handed back buffered messages")
+	}
+}
+
+// room waits, when calls are paced, until this worker holds no more events
+// than its share of the per-second budget (plus two): more would only wait
+// in its pacer, out of reach of the other workers, and the last of a batch
+// would trail behind while they sit idle.
+func (w *Worker) room(ctx context.Context, slots <-chan struct{}, freed <-chan struct{}) {
+	for w.pacer != nil && ctx.Err() == nil && len(slots) > w.pacer.Status().Share+2 {
+		select {
+		case <-freed:
+		case <-w.pacer.Changed():
+		case <-ctx.Done():
+		}
 	}
 }
