@@ -73,64 +73,54 @@ func TestPacersShareTheLimit(t *testing.T) {
 	}
 }
 
-// A rate-limit answer seen by one worker holds the API for the others too.
-func TestHoldReachesEveryWorker(t *testing.T) {
-	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
-	if err != nil {
-		t.Fatal(err)
+// A rate-limit answer seen by one worker holds its API for the others too;
+// an IP ban holds every API.
+func TestHoldsReachEveryWorker(t *testing.T) {
+	tests := []struct {
+		name       string
+		hold       string
+		held, free []string
+	}{
+		{"rate limit", "chat/create", []string{"chat/create"}, []string{"topapi/chat/qrcode/get"}},
+		{"IP ban", budget.AllAPIs, []string{"chat/create", "topapi/chat/qrcode/get"}, nil},
 	}
-	a, b := startPacer(t, js, "a"), startPacer(t, js, "b")
-	waitShares(t, "two workers", []*budget.Pacer{a, b}, sorted(10, 10))
-	ctx := context.Background()
-	until := time.Now().Add(300 * time.Millisecond)
-	if err := a.Hold(ctx, "chat/create", until); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for b.Status().Holds["chat/create"].IsZero() {
-		if time.Now().After(deadline) {
-			t.Fatal("b never saw the hold")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if err := b.Wait(ctx, "chat/create"); err != nil {
-		t.Fatal(err)
-	}
-	if now := time.Now(); now.Before(until) {
-		t.Errorf("b called %v before the hold ended", until.Sub(now))
-	}
-	if err := b.Wait(ctx, "topapi/chat/qrcode/get"); err != nil { // other APIs are not held
-		t.Fatal(err)
-	}
-}
-
-// An IP ban seen by one worker stops every API at every worker.
-func TestBanHoldsEveryAPI(t *testing.T) {
-	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := startPacer(t, js, "a"), startPacer(t, js, "b")
-	waitShares(t, "two workers", []*budget.Pacer{a, b}, sorted(10, 10))
-	ctx := context.Background()
-	until := time.Now().Add(300 * time.Millisecond)
-	if err := a.Hold(ctx, budget.AllAPIs, until); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for b.Status().Holds[budget.AllAPIs].IsZero() {
-		if time.Now().After(deadline) {
-			t.Fatal("b never saw the ban")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	for _, api := range []string{"chat/create", "topapi/chat/qrcode/get"} {
-		if err := b.Wait(ctx, api); err != nil {
-			t.Fatal(err)
-		}
-		if now := time.Now(); now.Before(until) {
-			t.Errorf("b called %s %v before the ban ended", api, until.Sub(now))
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, b := startPacer(t, js, "a"), startPacer(t, js, "b")
+			waitShares(t, "two workers", []*budget.Pacer{a, b}, sorted(10, 10))
+			ctx := context.Background()
+			until := time.Now().Add(time.Second)
+			if err := a.Hold(ctx, tt.hold, until); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for b.Status().Holds[tt.hold].IsZero() {
+				if time.Now().After(deadline) {
+					t.Fatal("b never saw the hold")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			for _, api := range tt.free {
+				if err := b.Wait(ctx, api); err != nil {
+					t.Fatal(err)
+				}
+				if time.Now().After(until) {
+					t.Errorf("b's call to %s, not held, waited for the hold", api)
+				}
+			}
+			for _, api := range tt.held {
+				if err := b.Wait(ctx, api); err != nil {
+					t.Fatal(err)
+				}
+				if now := time.Now(); now.Before(until) {
+					t.Errorf("b called %s %v before the hold ended", api, until.Sub(now))
+				}
+			}
+		})
 	}
 }
 
