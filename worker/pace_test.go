@@ -1,12 +1,14 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"provisioner/budget"
 	"provisioner/dingtalk/sim"
 )
 
@@ -126,5 +128,37 @@ func BenchmarkSharedBudget(b *testing.B) {
 				b.ReportMetric(got.elapsed.Seconds(), "s")
 			}
 		})
+	}
+}
+
+// An IP ban seen by one worker stops every worker's calls to every API
+// until it ends: only the calls already on their way meet it.
+func TestIPBanHoldsEveryWorker(t *testing.T) {
+	const events, qps = 100, 50
+	e := newEnv(t, sim.Config{Faults: sim.Faults{QPS: qps, Latency: 5 * time.Millisecond}})
+	cfg := testConfig()
+	cfg.QPS = qps
+	for range 3 {
+		e.start(cfg, nil)
+	}
+	for i := range events {
+		e.publish("project.created", project(fmt.Sprint(i), "u1"))
+	}
+	e.waitFor("a third of the results", func() bool { return e.sim.Stats().Calls[e.mode.link] >= events/3 })
+	e.sim.Ban(time.Second)
+	checkAllProvisioned(t, e, events)
+	// A second of calls at the limit on both APIs would be about 100; held,
+	// only those released before the first answer came back are banned.
+	st := e.sim.Stats()
+	t.Logf("%d calls met the ban", st.Banned)
+	if st.Banned == 0 || st.Banned > 25 {
+		t.Errorf("%d calls met the ban, want a few", st.Banned)
+	}
+	kv, err := e.js.KeyValue(context.Background(), "provisioner_budget_pace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(context.Background(), "hold."+budget.AllAPIs); err != nil {
+		t.Errorf("no hold of every API was published: %v", err)
 	}
 }

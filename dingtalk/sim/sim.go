@@ -23,6 +23,7 @@ package sim
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"sort"
@@ -79,6 +80,7 @@ type Stats struct {
 	BadGateways   int            // injected 502s, lost replies included
 	LostReplies   int            // calls that took effect but were answered 502
 	RateLimited   int            // calls refused for QPS
+	Banned        int            // calls answered with an IP ban (see Ban)
 	QuotaRefused  int            // calls refused for the monthly quota
 	QuotaUsed     int            // calls counted against the monthly quota
 	GroupsCreated int
@@ -118,6 +120,7 @@ type Server struct {
 	groups   map[string]*Group
 	byCID    map[string]*Group // by open conversation id
 	byUUID   map[string]*Group
+	banned   time.Time       // every call is refused as from a banned IP until then
 	order    []string        // chat ids in creation order
 	seen     map[string]bool // name|owner|sorted members of every created group
 }
@@ -186,6 +189,14 @@ func (s *Server) SetMonthlyQuota(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg.MonthlyQuota, s.stats.QuotaUsed = n, 0
+}
+
+// Ban refuses every call for d as DingTalk does a banned IP: HTTP 200 with
+// {"status":1111,"wait":<seconds>,"punish":"deny"}, on every API.
+func (s *Server) Ban(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.banned = s.now().Add(d)
 }
 
 // ExpireTokens makes every token issued so far expired: calls made with one
@@ -263,6 +274,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	time.Sleep(jitter)
+	if wait, ok := s.ban(); ok {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":1111,"wait":%d,"punish":"deny"}`, wait)
+		return
+	}
 
 	// A call that arrived takes effect even if its caller hangs up while it
 	// is being served, as on a real server: a client killed with a request
@@ -354,4 +370,16 @@ func groupKey(name, owner string, members []string) string {
 	m := append([]string(nil), members...)
 	sort.Strings(m)
 	return name + "\x00" + owner + "\x00" + strings.Join(m, ",")
+}
+
+// ban says whether the caller is banned now, and for how many more seconds.
+func (s *Server) ban() (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	left := s.banned.Sub(s.now())
+	if left <= 0 {
+		return 0, false
+	}
+	s.stats.Banned++
+	return int((left + time.Second - 1) / time.Second), true
 }

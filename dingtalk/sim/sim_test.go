@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"provisioner/dingtalk/sim"
 )
@@ -357,5 +358,28 @@ func TestMonthlyQuota(t *testing.T) {
 	}
 	if r := h.post("chat/create", create); code(r) != 90020 {
 		t.Fatalf("past the new quota: %v", r)
+	}
+}
+
+// A ban refuses every API, tokens included, in DingTalk's JSON shape, and ends.
+func TestBan(t *testing.T) {
+	clock := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	h := setup(t, sim.Config{Now: func() time.Time { return clock }})
+	h.s.Ban(1500 * time.Millisecond)
+	for _, r := range []map[string]any{
+		h.post("chat/create", `{"name":"B","owner":"u0","useridlist":["u0"]}`),
+		h.v1("v1.0/im/group/create", `{"name":"B","owner":"u0","useridlist":["u0"]}`),
+		h.do("GET", "/gettoken?appkey=key&appsecret=secret", "", ""),
+	} {
+		if r["status"] != float64(1111) || r["wait"] != float64(2) || r["http_status"] != float64(200) {
+			t.Fatalf("during a ban: %v, want status 1111, wait 2", r)
+		}
+	}
+	clock = clock.Add(1500 * time.Millisecond)
+	if r := h.post("chat/create", `{"name":"B","owner":"u0","useridlist":["u0"]}`); code(r) != 0 {
+		t.Fatalf("after the ban: %v", r)
+	}
+	if st := h.s.Stats(); st.Banned != 3 || st.GroupsCreated != 1 {
+		t.Fatalf("stats: %+v", st)
 	}
 }
