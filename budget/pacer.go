@@ -24,7 +24,7 @@ const (
 	// raiseDelay is how long a larger share waits before it is used, so that
 	// every other worker has seen the change and lowered its own (lowering
 	// is immediate) and its window has passed.
-	raiseDelay = 2 * time.Second
+	raiseDelay = 1200 * time.Millisecond
 )
 
 // PacerOptions configures a Pacer.

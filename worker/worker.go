@@ -176,11 +176,11 @@ func (w *Worker) handBack(it jetstream.MessagesContext) {
 }
 
 // room waits, when calls are paced, until this worker holds no more events
-// than its share of the per-second budget (plus two): more would only wait
-// in its pacer, out of reach of the other workers, and the last of a batch
-// would trail behind while they sit idle.
+// than its share of the per-second budget: more would only wait in its
+// pacer, out of reach of the other workers, and the last of a batch would
+// trail behind while they sit idle.
 func (w *Worker) room(ctx context.Context, slots <-chan struct{}, freed <-chan struct{}) {
-	for w.pacer != nil && ctx.Err() == nil && len(slots) > w.pacer.Status().Share+2 {
+	for w.pacer != nil && ctx.Err() == nil && len(slots) > max(1, w.pacer.Status().Share) {
 		select {
 		case <-freed:
 		case <-w.pacer.Changed():
