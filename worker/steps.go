@@ -223,18 +223,9 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 		var paused *budget.PausedError
 		fromDingTalk := errors.As(err, &de)
 		if w.pacer != nil && fromDingTalk && de.Class == dingtalk.RateLimited {
-			// The whole app is over DingTalk's per-second limit: hold the API
-			// for every worker until the penalty ends. Not the event's fault,
-			// so neither an attempt nor a backoff step nor its retry budget.
-			until := budget.PenaltyEnd(w.cfg.Now(), de.RetryAfter, budget.DefaultMargin)
-			api := de.API
-			if de.IPBanned {
-				api = budget.AllAPIs
-				j.log.Warn().Str("event_id", j.eventID).Err(err).Time("until", until).Msg("DingTalk banned the calling IP: every worker's calls wait")
-			}
-			if herr := w.pacer.Hold(ctx, api, until); herr != nil {
-				j.log.Debug().Str("event_id", j.eventID).Err(herr).Msg("could not tell the other workers about a rate-limit answer")
-			}
+			// Not the event's fault: neither an attempt nor a backoff step
+			// nor its retry budget; the next try waits for the hold.
+			w.holdForEveryone(ctx, j, de)
 			continue
 		}
 		if err == nil || fromDingTalk {
@@ -303,6 +294,21 @@ func flag(line *zerolog.Event, rec *record) *zerolog.Event {
 func (w *Worker) handBackPaused(p budget.Pause) *retryLater {
 	delay := min(max(p.Until.Sub(w.cfg.Now()), time.Second), w.cfg.AckWait)
 	return &retryLater{delay: delay, paused: true, reason: "work is paused: " + p.String()}
+}
+
+// holdForEveryone answers a rate-limit answer: the whole app is over
+// DingTalk's limit, so the API (every API, for an IP ban) is held for every
+// worker until the penalty ends.
+func (w *Worker) holdForEveryone(ctx context.Context, j *job, de *dingtalk.Error) {
+	until := budget.PenaltyEnd(w.cfg.Now(), de.RetryAfter, budget.DefaultMargin)
+	api := de.API
+	if de.IPBanned {
+		api = budget.AllAPIs
+		j.log.Warn().Str("event_id", j.eventID).Err(de).Time("until", until).Msg("DingTalk banned the calling IP: every worker's calls wait")
+	}
+	if err := w.pacer.Hold(ctx, api, until); err != nil {
+		j.log.Debug().Str("event_id", j.eventID).Err(err).Msg("could not tell the other workers about a rate-limit answer")
+	}
 }
 
 // spend runs before each DingTalk request leaves: the month's quota first
