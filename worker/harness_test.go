@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -179,6 +180,7 @@ func project(id string, members ...string) map[string]any {
 // result is either result type, as read from the results stream.
 type result struct {
 	Subject string
+	Header  nats.Header
 	Raw     []byte
 	messages.Provisioned
 	Error *messages.Failure `json:"error"`
@@ -228,7 +230,7 @@ func (e *env) readStreamWithin(stream string, want int, within time.Duration) []
 	}
 	var out []result
 	for m := range batch.Messages() {
-		r := result{Subject: m.Subject(), Raw: m.Data()}
+		r := result{Subject: m.Subject(), Header: m.Headers(), Raw: m.Data()}
 		if json.Valid(m.Data()) { // dead letters hold whatever was sent
 			_ = json.Unmarshal(m.Data(), &r)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,10 +20,44 @@ const (
 	HeaderSourceSequence = "Provisioner-Source-Sequence" // its sequence in the events stream
 )
 
+// CloudEvents (binary content mode, NATS binding) attributes on every result.
+// The body is unchanged. The type stays the same if the subjects are renamed.
+const (
+	CloudEventsSource          = "/provisioner"
+	CloudEventsTypeProvisioned = "provisioner.group.provisioned"
+	CloudEventsTypeFailed      = "provisioner.group.failed"
+)
+
 // publish sends a result with a message id, so that a republish (after a
-// crash between publishing and recording) is dropped by the stream.
+// crash between publishing and recording) is dropped by the stream, and with
+// CloudEvents headers derived from the result alone, so that a republish
+// carries the same ones.
 func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte) error {
-	if _, err := w.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	ceType := CloudEventsTypeFailed
+	if subject == w.cfg.ProvisionedSubject {
+		ceType = CloudEventsTypeProvisioned
+	}
+	msg.Header.Set("ce-specversion", "1.0")
+	msg.Header.Set("ce-id", msgID)
+	msg.Header.Set("ce-source", CloudEventsSource)
+	msg.Header.Set("ce-type", ceType)
+	msg.Header.Set("content-type", "application/json")
+	var at struct {
+		ProvisionedAt, FailedAt time.Time
+	}
+	if json.Unmarshal(data, &struct {
+		P *time.Time `json:"provisioned_at"`
+		F *time.Time `json:"failed_at"`
+	}{&at.ProvisionedAt, &at.FailedAt}) == nil {
+		for _, t := range []time.Time{at.ProvisionedAt, at.FailedAt} {
+			if !t.IsZero() {
+				msg.Header.Set("ce-time", t.UTC().Format(time.RFC3339Nano))
+			}
+		}
+	}
+	if _, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("worker: publishing to %s: %w", subject, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -332,5 +333,38 @@ func TestExistingStreamIsUsedAsItIs(t *testing.T) {
 	}
 	if got := info.CachedInfo().Config.FilterSubjects; len(got) != 2 {
 		t.Fatalf("consumer filters %v, want the two input subjects", got)
+	}
+}
+
+// Results carry CloudEvents binary-mode headers, derived from the result, so
+// that CloudEvents-aware consumers read them as events.
+func TestResultsAreCloudEvents(t *testing.T) {
+	e := newEnv(t, sim.Config{UnknownUsers: []string{"ghost"}})
+	e.start(testConfig(), nil)
+	e.publish("project.created", project("ok", "u1"))
+	e.publish("project.created", project("bad", "ghost"))
+	for _, r := range e.results(2) {
+		t.Run(r.Subject, func(t *testing.T) {
+			var body struct {
+				ProvisionedAt, FailedAt time.Time
+			}
+			_ = json.Unmarshal(r.Raw, &struct {
+				P *time.Time `json:"provisioned_at"`
+				F *time.Time `json:"failed_at"`
+			}{&body.ProvisionedAt, &body.FailedAt})
+			want := map[string]string{
+				"ce-specversion": "1.0", "ce-id": r.Header.Get("Nats-Msg-Id"), "ce-source": "/provisioner",
+				"ce-type": "provisioner." + r.Subject, "content-type": "application/json",
+				"ce-time": body.ProvisionedAt.UTC().Format(time.RFC3339Nano),
+			}
+			if r.Subject == "group.failed" {
+				want["ce-time"] = body.FailedAt.UTC().Format(time.RFC3339Nano)
+			}
+			for k, v := range want {
+				if got := r.Header.Get(k); got != v || v == "" {
+					t.Errorf("header %s = %q, want %q", k, got, v)
+				}
+			}
+		})
 	}
 }
