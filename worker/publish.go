@@ -45,13 +45,11 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 	msg.Header.Set("ce-type", ceType)
 	msg.Header.Set("content-type", "application/json")
 	var at struct {
-		ProvisionedAt, FailedAt time.Time
+		Provisioned time.Time `json:"provisioned_at"`
+		Failed      time.Time `json:"failed_at"`
 	}
-	if json.Unmarshal(data, &struct {
-		P *time.Time `json:"provisioned_at"`
-		F *time.Time `json:"failed_at"`
-	}{&at.ProvisionedAt, &at.FailedAt}) == nil {
-		for _, t := range []time.Time{at.ProvisionedAt, at.FailedAt} {
+	if json.Unmarshal(data, &at) == nil {
+		for _, t := range []time.Time{at.Provisioned, at.Failed} {
 			if !t.IsZero() {
 				msg.Header.Set("ce-time", t.UTC().Format(time.RFC3339Nano))
 			}

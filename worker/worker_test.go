@@ -346,12 +346,12 @@ func TestResultsAreCloudEvents(t *testing.T) {
 	for _, r := range e.results(2) {
 		t.Run(r.Subject, func(t *testing.T) {
 			var body struct {
-				ProvisionedAt, FailedAt time.Time
+				ProvisionedAt time.Time `json:"provisioned_at"`
+				FailedAt      time.Time `json:"failed_at"`
 			}
-			_ = json.Unmarshal(r.Raw, &struct {
-				P *time.Time `json:"provisioned_at"`
-				F *time.Time `json:"failed_at"`
-			}{&body.ProvisionedAt, &body.FailedAt})
+			if err := json.Unmarshal(r.Raw, &body); err != nil {
+				t.Fatal(err)
+			}
 			want := map[string]string{
 				"ce-specversion": "1.0", "ce-id": r.Header.Get("Nats-Msg-Id"), "ce-source": "/provisioner",
 				"ce-type": "provisioner." + r.Subject, "content-type": "application/json",
