@@ -355,6 +355,7 @@ type PacerStatus struct {
 	Window   time.Duration        // a second plus the margin
 	Degraded bool                 // NATS unreachable: a safe local share in force
 	Holds    map[string]time.Time // APIs held by a rate-limit answer, until when
+	Used     map[string]int       // per API: calls this worker released in the last second
 }
 
 // Status says how the budget is shared now, as this worker sees it.
@@ -362,7 +363,11 @@ func (p *Pacer) Status() PacerStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.o.Now()
-	st := PacerStatus{Workers: 1, Share: p.share, Window: p.w, Degraded: p.degraded, Holds: map[string]time.Time{}}
+	st := PacerStatus{Workers: 1, Share: p.share, Window: p.w, Degraded: p.degraded,
+		Holds: map[string]time.Time{}, Used: make(map[string]int, len(p.apis))}
+	for api, win := range p.apis {
+		st.Used[api] = win.count(now, time.Second)
+	}
 	for id, heard := range p.members {
 		if id != p.o.ID && now.Sub(heard) < memberTTL {
 			st.Workers++

@@ -70,7 +70,19 @@ type Options struct {
 	TokenSource TokenSource
 	// ExpirySkew is how long before expiry a token is replaced; default DefaultExpirySkew.
 	ExpirySkew time.Duration
-	Now        func() time.Time // default time.Now
+	// Observer sees every HTTP exchange, token fetches included (metrics,
+	// traces); nil: none.
+	Observer Observer
+	Now      func() time.Time // default time.Now
+}
+
+// Observer watches each HTTP exchange with DingTalk. StartCall is called
+// just before a request to api (e.g. "v1.0/im/group/create") leaves, with
+// the caller's context; the func it returns is called once, when the answer
+// is in, with nil or the *Error the client returns. An implementation must
+// be safe for concurrent use and must not keep the context.
+type Observer interface {
+	StartCall(ctx context.Context, api string) (done func(err error))
 }
 
 // Client calls DingTalk. Create it with NewClient; safe for concurrent use.
@@ -81,6 +93,7 @@ type Client struct {
 	http     *http.Client
 	tokens   *TokenCache
 	limiters *limiters
+	observer Observer // nil: none
 }
 
 // NewClient returns a Client for one app.
@@ -114,7 +127,7 @@ func NewClient(opts Options) (*Client, error) {
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
-	c := &Client{family: family, base: base, apiBase: apiBase, http: hc, limiters: newLimiters(opts.QPS, now)}
+	c := &Client{family: family, base: base, apiBase: apiBase, http: hc, limiters: newLimiters(opts.QPS, now), observer: opts.Observer}
 	src := opts.TokenSource
 	switch {
 	case src != nil:
@@ -228,8 +241,19 @@ func (c *Client) do(ctx context.Context, cl call, v result) error {
 	}
 }
 
-// send performs one HTTP exchange.
+// send performs one HTTP exchange, watched by the observer.
 func (c *Client) send(ctx context.Context, cl call, token string, payload []byte, v result) error {
+	if c.observer == nil {
+		return c.exchange(ctx, cl, token, payload, v)
+	}
+	done := c.observer.StartCall(ctx, cl.api)
+	err := c.exchange(ctx, cl, token, payload, v)
+	done(err)
+	return err
+}
+
+// exchange performs one HTTP exchange.
+func (c *Client) exchange(ctx context.Context, cl call, token string, payload []byte, v result) error {
 	q := url.Values{}
 	for k, vs := range cl.query {
 		q[k] = vs

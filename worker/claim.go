@@ -63,6 +63,12 @@ type record struct {
 	// Released is set when a holder handed the event back cleanly.
 	Released bool `json:"released,omitempty"`
 
+	// Replays counts how often an operator replayed the event's dead letter
+	// (provisioner dlq replay); ReplayOf is the last letter replayed, by its
+	// sequence in the dead-letter stream.
+	Replays  int    `json:"replays,omitempty"`
+	ReplayOf uint64 `json:"replay_of,omitempty"`
+
 	ResultSubject string          `json:"result_subject,omitempty"`
 	Result        json.RawMessage `json:"result,omitempty"` // the published result, republished verbatim
 }

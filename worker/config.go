@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"provisioner/messages"
+	"provisioner/telemetry"
 )
 
 // Config is what a Worker needs to know. Zero fields take the defaults
@@ -48,6 +49,10 @@ type Config struct {
 	// MonthlyQuota caps the DingTalk calls all workers together make in a
 	// natural month (Asia/Shanghai); reaching it pauses work. 0: no cap of our own.
 	MonthlyQuota int
+
+	// Telemetry takes the worker's metrics and traces; nil: none (the trace
+	// context an event arrives with still reaches its result).
+	Telemetry *telemetry.Telemetry
 
 	InstanceID string           // names this process in step records; default host-pid
 	Now        func() time.Time // default time.Now

@@ -13,6 +13,7 @@ import (
 // is paused.
 type retryLater struct {
 	delay  time.Duration
+	why    string // one word for metrics: held, stopping, interrupted, paused
 	reason string
 	// paused: the wait is the budget's, not the event's; its retry budget
 	// starts again when it is next taken.

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"provisioner/messages"
+	"provisioner/telemetry"
 )
 
 // job is one delivery of one message.
@@ -25,9 +26,11 @@ type job struct {
 	start     time.Time
 	log       zerolog.Logger
 
-	ev      *messages.Event // set once decoded
-	eventID string          // the id, when one could be read
-	key     string          // idempotency key: the step record's key and the results' id
+	ev       *messages.Event // set once decoded
+	eventID  string          // the id, when one could be read
+	key      string          // idempotency key: the step record's key and the results' id
+	tel      *telemetry.Event
+	repeated bool // the event already had a result: it was published again
 
 	mu    sync.Mutex
 	claim *claim // guarded by mu: set once this delivery holds the record
@@ -52,6 +55,8 @@ func (w *Worker) process(ctx context.Context, stopping <-chan struct{}, msg jets
 		j.seq, j.delivered = meta.Sequence.Stream, meta.NumDelivered
 	}
 	j.log = w.log.With().Str("subject", msg.Subject()).Uint64("stream_seq", j.seq).Uint64("delivery", j.delivered).Logger()
+	ctx, j.tel = w.cfg.Telemetry.StartEvent(ctx, msg.Subject(), msg.Headers(), msg.Data())
+	defer j.tel.End()
 	stopBeat := w.heartbeat(ctx, j)
 	err := w.work(ctx, stopping, j)
 	stopBeat()
@@ -100,6 +105,7 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 			return err
 		}
 		j.eventID = inv.ID
+		j.tel.Identify(j.eventID, j.delivered)
 		if j.eventID != "" {
 			j.key = messages.Key(j.msg.Subject(), inv.ID)
 		} else {
@@ -108,24 +114,26 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 		return invalidFailure(inv)
 	}
 	j.ev, j.eventID, j.key = ev, ev.ID, messages.Key(ev.Subject, ev.ID)
+	j.tel.Identify(j.eventID, j.delivered)
 
 	res, err := acquire(ctx, w.topo.kv, j.key, record{
 		Subject: ev.Subject, EventID: ev.ID, StreamSeq: j.seq, FirstAttemptAt: w.cfg.Now().UTC(),
-		Holder: w.cfg.InstanceID + "/" + nuid.Next(),
+		Holder: w.cfg.InstanceID + "/" + nuid.Next(), Replays: headerReplays(j.msg),
 	}, w.cfg.AckWait, w.cfg.Now)
 	switch {
 	case err != nil:
 		return err
 	case res.done != nil:
 		// Seen before: the same result again, with the same message id.
-		if err := w.publish(ctx, res.done.ResultSubject, msgID(res.done.ResultSubject, j.key), res.done.Result); err != nil {
+		j.repeated = true
+		if err := w.publish(ctx, res.done.ResultSubject, w.resultID(res.done.ResultSubject, j.key, res.done.Replays), res.done.Result); err != nil {
 			return err
 		}
 		flag(j.log.Info().Str("event_id", j.eventID).Str("result", res.done.ResultSubject).Str("chatid", res.done.ChatID), res.done).
 			Msg("event already handled: result published again")
 		return nil
 	case res.heldFor > 0:
-		return &retryLater{delay: res.heldFor, reason: "another delivery is working this event"}
+		return &retryLater{delay: res.heldFor, why: "held", reason: "another delivery is working this event"}
 	}
 	j.setClaim(res.claim)
 	if res.tookOver {
@@ -148,10 +156,16 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 	var fail *failure
 	switch {
 	case err == nil:
+		if j.repeated {
+			j.tel.Repeated()
+		} else {
+			j.tel.Provisioned(j.held().snapshot().PossibleDuplicate)
+		}
 		if err := j.msg.Ack(); err != nil {
 			log.Warn().Err(err).Msg("ack failed; the event will be redelivered and its result published again")
 		}
 	case errors.As(err, &later):
+		j.tel.HandedBack(later.why, later.reason)
 		w.releaseClaim(sctx, j, log, later.paused)
 		if err := j.msg.NakWithDelay(later.delay); err != nil {
 			log.Warn().Err(err).Msg("handing back failed; JetStream redelivers after the ack wait")
@@ -162,9 +176,11 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 			delay := w.redeliveryDelay(j.delivered)
 			log.Error().Err(perr).Dur("retry_in", delay).Msg("could not publish the failure result; will try again")
 			w.releaseClaim(sctx, j, log, false)
+			j.tel.HandedBack("error", perr.Error())
 			_ = j.msg.NakWithDelay(delay)
 			return
 		}
+		j.tel.Failed(fail.reason, fail)
 		if err := j.msg.TermWithReason(fail.reason); err != nil {
 			log.Warn().Err(err).Msg("terminating the message failed")
 		}
@@ -182,6 +198,7 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 			w.releaseClaim(sctx, j, log, false)
 			log.Error().Err(err).Dur("retry_in", delay).Msg("event interrupted; will try again")
 		}
+		j.tel.HandedBack("error", err.Error())
 		_ = j.msg.NakWithDelay(delay)
 	}
 }
@@ -209,9 +226,10 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 		res.Metadata = j.ev.Metadata
 	}
 	c := j.held()
+	replays := headerReplays(j.msg)
 	if c != nil {
 		rec := c.snapshot()
-		res.Attempts, res.ChatID = rec.Attempts, rec.ChatID
+		res.Attempts, res.ChatID, replays = rec.Attempts, rec.ChatID, rec.Replays
 	}
 	data, err := encodeJSON(res)
 	if err != nil {
@@ -220,7 +238,8 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 	if err := w.deadLetter(ctx, j.msg, j.seq, f); err != nil {
 		return err
 	}
-	if err := w.publish(ctx, w.cfg.FailedSubject, msgID(w.cfg.FailedSubject, j.key), data); err != nil {
+	w.cfg.Telemetry.DeadLetter(j.msg.Subject(), f.reason)
+	if err := w.publish(ctx, w.cfg.FailedSubject, w.resultID(w.cfg.FailedSubject, j.key, replays), data); err != nil {
 		return err
 	}
 	if c != nil {
@@ -234,8 +253,24 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 	return nil
 }
 
+// headerReplays is how many times an operator replayed this event, as the
+// replay wrote it on the message; 0 when it never was.
+func headerReplays(msg jetstream.Msg) int {
+	n, _ := strconv.Atoi(msg.Headers().Get(HeaderReplays))
+	return max(n, 0)
+}
+
 // msgID is a result's Nats-Msg-Id: one per event and result subject.
 func msgID(subject, key string) string { return subject + "-" + key }
+
+// resultID is msgID, told apart for each replay of a failed event, so that
+// the failure of a replay is not dropped as a duplicate of the first.
+func (w *Worker) resultID(subject, key string, replays int) string {
+	if subject == w.cfg.FailedSubject && replays > 0 {
+		return msgID(subject, key) + "-replay-" + strconv.Itoa(replays)
+	}
+	return msgID(subject, key)
+}
 
 // redeliveryDelay backs off redeliveries after infrastructure errors:
 // exponential in the delivery count, with jitter, capped at MaxBackoff.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/telemetry"
 )
 
 // Headers the worker sets on dead letters.
@@ -18,6 +20,10 @@ const (
 	HeaderError          = "Provisioner-Error"           // the failure's message
 	HeaderSourceSubject  = "Provisioner-Source-Subject"  // where the event arrived
 	HeaderSourceSequence = "Provisioner-Source-Sequence" // its sequence in the events stream
+	// HeaderReplays is set by provisioner dlq replay on the event it
+	// publishes again: how many times it was replayed. A dead letter keeps
+	// it, so replays are counted across failures.
+	HeaderReplays = "Provisioner-Replays"
 )
 
 // CloudEvents (binary content mode, NATS binding) attributes on every result.
@@ -44,6 +50,7 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 	msg.Header.Set("ce-source", CloudEventsSource)
 	msg.Header.Set("ce-type", ceType)
 	msg.Header.Set("content-type", "application/json")
+	telemetry.Inject(ctx, msg.Header)
 	var at struct {
 		Provisioned time.Time `json:"provisioned_at"`
 		Failed      time.Time `json:"failed_at"`
@@ -89,6 +96,7 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, 
 	out.Header.Set(HeaderSourceSubject, msg.Subject())
 	out.Header.Set(HeaderSourceSequence, strconv.FormatUint(seq, 10))
 	out.Data = msg.Data()
+	telemetry.Inject(ctx, out.Header) // the failed delivery's context: a replay continues its trace
 	if _, err := w.js.PublishMsg(ctx, out, jetstream.WithMsgID("dead-"+w.topo.eventsStream+"-"+strconv.FormatUint(seq, 10))); err != nil {
 		return fmt.Errorf("worker: publishing dead letter: %w", err)
 	}

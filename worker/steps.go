@@ -235,7 +235,7 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 		case err == nil:
 			return nil
 		case ctx.Err() != nil:
-			return &retryLater{reason: "interrupted at the end of the shutdown grace period"}
+			return &retryLater{why: "interrupted", reason: "interrupted at the end of the shutdown grace period"}
 		case errors.As(err, &paused):
 			return w.handBackPaused(paused.Pause)
 		case !fromDingTalk:
@@ -270,10 +270,10 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 		case <-t.C:
 		case <-stopping:
 			t.Stop()
-			return &retryLater{delay: delay, reason: "shutting down while waiting to retry"}
+			return &retryLater{delay: delay, why: "stopping", reason: "shutting down while waiting to retry"}
 		case <-ctx.Done():
 			t.Stop()
-			return &retryLater{reason: "interrupted at the end of the shutdown grace period"}
+			return &retryLater{why: "interrupted", reason: "interrupted at the end of the shutdown grace period"}
 		}
 	}
 }
@@ -293,7 +293,7 @@ func flag(line *zerolog.Event, rec *record) *zerolog.Event {
 // starts again then. The delay is short so that a resume takes effect soon.
 func (w *Worker) handBackPaused(p budget.Pause) *retryLater {
 	delay := min(max(p.Until.Sub(w.cfg.Now()), time.Second), w.cfg.AckWait)
-	return &retryLater{delay: delay, paused: true, reason: "work is paused: " + p.String()}
+	return &retryLater{delay: delay, paused: true, why: "paused", reason: "work is paused: " + p.String()}
 }
 
 // holdForEveryone answers a rate-limit answer: the whole app is over
@@ -315,6 +315,8 @@ func (w *Worker) holdForEveryone(ctx context.Context, j *job, de *dingtalk.Error
 // (a paused or spent budget refuses at once), then this worker's share of
 // the app's per-second budget.
 func (w *Worker) spend(ctx context.Context, api string) error {
+	start := w.cfg.Now()
+	defer func() { w.cfg.Telemetry.BudgetWait(api, w.cfg.Now().Sub(start)) }()
 	if err := w.budget.Spend(ctx); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,7 +31,8 @@ type Worker struct {
 	topo   *topology
 	groups dingtalk.Groups
 	budget *budget.Keeper
-	pacer  *budget.Pacer // set by Run when Config.QPS is set
+	pacer  *budget.Pacer                // set by Run when Config.QPS is set
+	shared atomic.Pointer[budget.Pacer] // the same, for readers outside Run
 	log    zerolog.Logger
 }
 
@@ -62,6 +64,27 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 // (the health check reads its status).
 func (w *Worker) Budget() *budget.Keeper { return w.budget }
 
+// PacerStatus is how this worker shares the per-second budget now; false
+// when calls are not paced (no Config.QPS) or Run is not running. Safe to
+// call from any goroutine (the metrics read it).
+func (w *Worker) PacerStatus() (budget.PacerStatus, bool) {
+	p := w.shared.Load()
+	if p == nil {
+		return budget.PacerStatus{}, false
+	}
+	return p.Status(), true
+}
+
+// ConsumerInfo reads the durable consumer's state from JetStream: its
+// pending (lag) and ack-pending counts.
+func (w *Worker) ConsumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	info, err := w.topo.consumer.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("worker: reading consumer %q: %w", w.cfg.Consumer, err)
+	}
+	return info, nil
+}
+
 // Run works events until ctx is cancelled, then stops taking messages, hands
 // back the ones buffered but not started, and gives in-flight events
 // Config.ShutdownGrace to finish before interrupting them (they are handed
@@ -77,6 +100,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("worker: %w", err)
 		}
 		w.pacer = p
+		w.shared.Store(p)
+		defer w.shared.Store(nil)
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()

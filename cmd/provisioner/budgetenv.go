@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
-	"github.com/kelseyhightower/envconfig"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -49,34 +45,22 @@ func (b *BudgetEnv) budgetOptions(log zerolog.Logger) budget.Options {
 // workers use (NATS_URL, else a worker's embedded server on NATS_LISTEN).
 // done closes the connection.
 func openKeeper(ctx context.Context, log zerolog.Logger) (bc *budgetConn, done func(), err error) {
-	var b BudgetEnv
-	if err := envconfig.Process("", &b); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return nil, nil, usageError(fmt.Sprintf("provisioner: %s: cannot read %q as %s", pe.KeyName, pe.Value, typeName(pe.TypeName)))
-		}
-		return nil, nil, usageError("provisioner: " + err.Error())
-	}
-	if b.DingTalkMonthlyQuota < 0 {
-		return nil, nil, usageError(fmt.Sprintf("provisioner: DINGTALK_MONTHLY_QUOTA must be 0 (no cap of our own) or more, got %d", b.DingTalkMonthlyQuota))
-	}
-	url := b.NATSURL
-	if url == "" {
-		url = "nats://" + b.NATSListen
-	}
-	nc, err := connectNATS(url, b.NATSCreds, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+	o, err := readOps()
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	b := o.BudgetEnv
+	if b.DingTalkMonthlyQuota < 0 {
+		return nil, nil, usageError(fmt.Sprintf("provisioner: DINGTALK_MONTHLY_QUOTA must be 0 (no cap of our own) or more, got %d", b.DingTalkMonthlyQuota))
+	}
+	js, done, err := o.connect()
 	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("provisioner: %w", err)
+		return nil, nil, err
 	}
 	k, err := budget.Open(ctx, js, b.budgetOptions(log))
 	if err != nil {
-		nc.Close()
+		done()
 		return nil, nil, fmt.Errorf("provisioner: %w", err)
 	}
-	return &budgetConn{keeper: k, js: js, env: b}, nc.Close, nil
+	return &budgetConn{keeper: k, js: js, env: b}, done, nil
 }

@@ -20,6 +20,7 @@ import (
 // README.md lists the same variables; keep them in step.
 type env struct {
 	BudgetEnv
+	TopologyEnv
 	NATSStoreDir string `envconfig:"NATS_STORE_DIR" default:"data/nats"`
 
 	DingTalkAPI             string `envconfig:"DINGTALK_API" default:"v1"`
@@ -34,16 +35,6 @@ type env struct {
 	RetryBudget   time.Duration `envconfig:"RETRY_BUDGET" default:"10m"`
 	Retention     time.Duration `envconfig:"RETENTION" default:"720h"`
 	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"20s"`
-
-	SubjectProjectCreated   string `envconfig:"SUBJECT_PROJECT_CREATED" default:"project.created"`
-	SubjectEventScheduled   string `envconfig:"SUBJECT_EVENT_SCHEDULED" default:"event.scheduled"`
-	SubjectGroupProvisioned string `envconfig:"SUBJECT_GROUP_PROVISIONED" default:"group.provisioned"`
-	SubjectGroupFailed      string `envconfig:"SUBJECT_GROUP_FAILED" default:"group.failed"`
-	SubjectDeadLetter       string `envconfig:"SUBJECT_DEAD_LETTER" default:"provisioner.dead_letter"`
-	StreamEvents            string `envconfig:"STREAM_EVENTS" default:"PROVISIONER_EVENTS"`
-	StreamResults           string `envconfig:"STREAM_RESULTS" default:"PROVISIONER_RESULTS"`
-	StreamDeadLetters       string `envconfig:"STREAM_DEAD_LETTERS" default:"PROVISIONER_DEAD_LETTERS"`
-	KVBucket                string `envconfig:"KV_BUCKET" default:"provisioner_state"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
@@ -153,10 +144,11 @@ func typeName(t string) string {
 
 // groups builds the DingTalk client and the kind of group the worker makes:
 // plain groups in the configured family, or scene groups from the template.
-func (e *env) groups() (dingtalk.Groups, string, error) {
+func (e *env) groups(obs dingtalk.Observer) (dingtalk.Groups, string, error) {
 	client, err := dingtalk.NewClient(dingtalk.Options{
 		Family: dingtalk.Family(e.DingTalkAPI), BaseURL: e.DingTalkBaseURL, APIBaseURL: e.DingTalkAPIBaseURL,
 		AppKey: e.DingTalkAppKey, AppSecret: e.DingTalkAppSecret, // paced by the workers' shared budget, not per client
+		Observer: obs,
 	})
 	if err != nil {
 		return nil, "", usageError("provisioner: " + err.Error())

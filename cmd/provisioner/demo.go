@@ -114,7 +114,7 @@ Flags:
 	if *scene {
 		e.DingTalkSceneTemplateID = "demo-template"
 	}
-	groups, mode, err := e.groups()
+	groups, mode, err := e.groups(nil)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@
 //	provisioner load   publish synthetic events and measure how fast results arrive
 //	provisioner pause  stop every worker taking events; resume starts them again
 //	provisioner budget the month's DingTalk calls against the quota, and any pause
+//	provisioner dlq    list dead letters, or replay them
+//	provisioner inspect an event's step record, in words
 package main
 
 import (
@@ -72,6 +74,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&ResumeCommand{main: m}).Run(ctx, args)
 	case "budget":
 		return (&BudgetCommand{main: m}).Run(ctx, args)
+	case "dlq":
+		return (&DLQCommand{main: m}).Run(ctx, args)
+	case "inspect":
+		return (&InspectCommand{main: m}).Run(ctx, args)
 	case "", "help", "-h", "-help", "--help":
 		m.usage()
 		if cmd == "" {
@@ -99,6 +105,8 @@ The commands are:
 	pause   stop every worker taking events, until a time or until resume
 	resume  end a pause (an operator's or the monthly quota's)
 	budget  show the month's DingTalk calls against the quota, and whether work is paused
+	dlq     list the dead letters, or replay them (dlq list, dlq replay)
+	inspect print an event's step record in words
 
 Use "provisioner <command> -h" for more about a command.
 `)

@@ -12,11 +12,25 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"provisioner/budget"
+	"provisioner/telemetry"
 	"provisioner/worker"
 )
+
+// The HTTP paths HTTP_ADDR serves; deploy/ probes and scrapes these.
+const (
+	HealthPath  = "/healthz"
+	ReadyPath   = "/readyz"
+	MetricsPath = "/metrics"
+)
+
+// promLog sends the metrics handler's errors to the structured log.
+type promLog struct{ log zerolog.Logger }
+
+func (p promLog) Println(v ...any) { p.log.Warn().Msg(fmt.Sprint(v...)) }
 
 // RunCommand runs the worker until SIGINT or SIGTERM.
 type RunCommand struct {
@@ -65,19 +79,40 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
-	groups, mode, err := e.groups()
+	tp, stopTracing, err := tracerProvider(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn().Err(err).Msg("flushing the last spans")
+		}
+	}()
+	tel, err := telemetry.New(telemetry.Options{TracerProvider: tp})
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	groups, mode, err := e.groups(tel.CallObserver(nil))
 	if err != nil {
 		return err
 	}
 	log.Info().Str("dingtalk_api", mode).Msg("DingTalk API chosen")
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	w, err := worker.New(setupCtx, js, groups, log, e.workerConfig())
+	cfg := e.workerConfig()
+	cfg.Telemetry = tel
+	w, err := worker.New(setupCtx, js, groups, log, cfg)
 	if err != nil {
 		return err
 	}
+	err = tel.WatchStatus(nil, telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo})
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
 	if e.HTTPAddr != "" {
-		stop, err := serveHealth(e.HTTPAddr, nc, w.Budget(), log)
+		stop, err := serveHTTP(e.HTTPAddr, nc, w.Budget(), tel, log)
 		if err != nil {
 			return err
 		}
@@ -86,12 +121,14 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 	return w.Run(ctx)
 }
 
-// serveHealth answers /healthz (the process is up) and /readyz (NATS is
-// connected and work is not paused; a pause is reported with its reason and end).
-func serveHealth(addr string, nc *nats.Conn, keeper *budget.Keeper, log zerolog.Logger) (stop func(), err error) {
+// serveHTTP answers /healthz (the process is up), /readyz (NATS is
+// connected and work is not paused; a pause is reported with its reason and
+// end) and /metrics (Prometheus).
+func serveHTTP(addr string, nc *nats.Conn, keeper *budget.Keeper, tel *telemetry.Telemetry, log zerolog.Logger) (stop func(), err error) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(MetricsPath, promhttp.HandlerFor(tel.Registry(), promhttp.HandlerOpts{ErrorLog: promLog{log}}))
+	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc(ReadyPath, func(w http.ResponseWriter, r *http.Request) {
 		if st := nc.Status(); st != nats.CONNECTED {
 			http.Error(w, "NATS "+st.String(), http.StatusServiceUnavailable)
 			return
@@ -118,7 +155,7 @@ func serveHealth(addr string, nc *nats.Conn, keeper *budget.Keeper, log zerolog.
 			log.Error().Err(err).Msg("health server stopped")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Msg("serving /healthz and /readyz")
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving /healthz, /readyz and /metrics")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

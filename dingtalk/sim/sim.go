@@ -183,6 +183,16 @@ func (s *Server) SetFaults(f Faults) {
 	s.limiters = map[string]qpsCounter{}
 }
 
+// AddUsers makes userids DingTalk did not know known, as when people join
+// the organisation; tests may call it while serving.
+func (s *Server) AddUsers(ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		delete(s.unknown, id)
+	}
+}
+
 // SetMonthlyQuota starts a new quota period with n calls (0: no quota), as
 // the first of a month or a bigger plan does; tests may call it while serving.
 func (s *Server) SetMonthlyQuota(n int) {

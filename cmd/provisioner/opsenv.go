@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/messages"
+	"provisioner/worker"
+)
+
+// TopologyEnv names what the workers read and write on NATS besides the
+// budget: subjects, streams and the step-record bucket. The worker, dlq and
+// inspect read it alike. (Exported so that envconfig fills it when embedded.)
+type TopologyEnv struct {
+	SubjectEventScheduled   string `envconfig:"SUBJECT_EVENT_SCHEDULED" default:"event.scheduled"`
+	SubjectGroupProvisioned string `envconfig:"SUBJECT_GROUP_PROVISIONED" default:"group.provisioned"`
+	SubjectGroupFailed      string `envconfig:"SUBJECT_GROUP_FAILED" default:"group.failed"`
+	SubjectDeadLetter       string `envconfig:"SUBJECT_DEAD_LETTER" default:"provisioner.dead_letter"`
+	StreamEvents            string `envconfig:"STREAM_EVENTS" default:"PROVISIONER_EVENTS"`
+	StreamResults           string `envconfig:"STREAM_RESULTS" default:"PROVISIONER_RESULTS"`
+	StreamDeadLetters       string `envconfig:"STREAM_DEAD_LETTERS" default:"PROVISIONER_DEAD_LETTERS"`
+	KVBucket                string `envconfig:"KV_BUCKET" default:"provisioner_state"`
+}
+
+// opsEnv is what the operators' commands (dlq, inspect) read.
+type opsEnv struct {
+	BudgetEnv
+	TopologyEnv
+}
+
+// workerConfig is the part of the workers' configuration the operators'
+// commands need: subjects, bucket, dead letters.
+func (o *opsEnv) workerConfig() worker.Config {
+	return worker.Config{
+		Subjects: map[string]messages.Kind{
+			o.SubjectProjectCreated: messages.ProjectCreated,
+			o.SubjectEventScheduled: messages.EventScheduled,
+		},
+		Bucket: o.KVBucket, FailedSubject: o.SubjectGroupFailed, ProvisionedSubject: o.SubjectGroupProvisioned,
+		DeadLetterSubject: o.SubjectDeadLetter,
+	}
+}
+
+// readOps reads the operators' commands' environment.
+func readOps() (*opsEnv, error) {
+	o := &opsEnv{}
+	if err := envconfig.Process("", o); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, usageError(fmt.Sprintf("provisioner: %s: cannot read %q as %s", pe.KeyName, pe.Value, typeName(pe.TypeName)))
+		}
+		return nil, usageError("provisioner: " + err.Error())
+	}
+	return o, nil
+}
+
+// openOps reads the environment and connects to the NATS the workers use.
+func openOps() (*opsEnv, jetstream.JetStream, func(), error) {
+	o, err := readOps()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	js, done, err := o.connect()
+	return o, js, done, err
+}
+
+// connect connects to the NATS the workers use (NATS_URL, else a worker's
+// embedded server on NATS_LISTEN), once, without reconnecting. done closes
+// the connection.
+func (o *opsEnv) connect() (js jetstream.JetStream, done func(), err error) {
+	url := o.NATSURL
+	if url == "" {
+		url = "nats://" + o.NATSListen
+	}
+	nc, err := connectNATS(url, o.NATSCreds, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err = jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("provisioner: %w", err)
+	}
+	return js, nc.Close, nil
+}
+
+// openRecords opens the workers' step records.
+func openRecords(ctx context.Context) (*worker.Records, *opsEnv, func(), error) {
+	o, js, done, err := openOps()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	recs, err := worker.OpenRecords(ctx, js, o.workerConfig())
+	if err != nil {
+		done()
+		return nil, nil, nil, fmt.Errorf("provisioner: %w", err)
+	}
+	return recs, o, done, nil
+}

@@ -1,0 +1,84 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"provisioner/messages"
+)
+
+// stepWords says what each step means to someone reading a record.
+var stepWords = map[step]string{
+	stepClaimed:      "taken; no group recorded yet (a create may be on its way)",
+	stepCreated:      "group created; members beyond the first call's not all added yet",
+	stepMembersAdded: "group created with every member; join link not fetched yet",
+	stepLinked:       "group complete with its join link; result not published yet",
+	stepDone:         "finished: its result is published",
+}
+
+// Describe reads the step record of the event subject/eventID and says what
+// it holds, a line per fact, for provisioner inspect. It returns ErrNoRecord
+// when none is kept.
+func (r *Records) Describe(ctx context.Context, subject, eventID string) ([]string, error) {
+	rec, rev, err := r.get(ctx, subject, eventID)
+	if err != nil {
+		return nil, err
+	}
+	now := r.now()
+	at := func(t time.Time) string {
+		return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second))
+	}
+	lines := []string{
+		fmt.Sprintf("event:       %s %q (record key %s, revision %d, schema %d)", rec.Subject, rec.EventID, messages.Key(subject, eventID), rev, rec.Schema),
+		fmt.Sprintf("step:        %s: %s", rec.Step, stepWords[rec.Step]),
+	}
+	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
+	if rec.Step == stepDone {
+		outcome := "provisioned"
+		if rec.ResultSubject == r.failed {
+			outcome = "failed"
+		}
+		add("outcome:     %s (result on %s)", outcome, rec.ResultSubject)
+	} else {
+		switch {
+		case rec.Released:
+			add("holder:      none: handed back cleanly by %s; the next delivery resumes it", rec.Holder)
+		case rec.LeaseUntil.After(now):
+			add("holder:      %s, lease until %s", rec.Holder, rec.LeaseUntil.UTC().Format(time.RFC3339))
+		default:
+			add("holder:      %s stopped holding it %s; the next delivery takes over", rec.Holder, at(rec.LeaseUntil))
+		}
+	}
+	add("stream seq:  %d (the delivery that wrote this record)", rec.StreamSeq)
+	if !rec.FirstAttemptAt.IsZero() {
+		add("first try:   %s; its retry budget runs from then", at(rec.FirstAttemptAt))
+	}
+	add("calls:       %d DingTalk calls made for it", rec.Attempts)
+	if rec.ChatID != "" {
+		add("group:       chatid %s, open conversation id %s", rec.ChatID, rec.OpenConversationID)
+		add("members:     %d added in event order", rec.Added)
+	}
+	if rec.InviteURL != "" {
+		add("join link:   %s", rec.InviteURL)
+	}
+	if rec.CreateInFlight {
+		add("in flight:   a create was on the wire when this was written; if its holder died, the group may exist")
+	}
+	if rec.AddInFlight {
+		add("in flight:   a batch of members was on the wire; whoever resumes reads the group first")
+	}
+	if rec.CreateUnanswered {
+		add("unanswered:  %s", rec.UnansweredWhy)
+	}
+	if rec.PossibleDuplicate {
+		add("duplicate?:  yes: the group may exist twice; check groups named as this one owned by the same owner")
+	}
+	if rec.Replays > 0 {
+		add("replays:     %d (the last from dead letter %d)", rec.Replays, rec.ReplayOf)
+	}
+	if len(rec.Result) > 0 {
+		add("result:      %s", rec.Result)
+	}
+	return lines, nil
+}
