@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"provisioner/dingtalk"
-	"provisioner/messages"
 	"provisioner/worker"
 )
 
@@ -112,17 +111,10 @@ func loadEnv() (*env, error) {
 }
 
 func (e *env) workerConfig() worker.Config {
-	return worker.Config{
-		Subjects: map[string]messages.Kind{
-			e.SubjectProjectCreated: messages.ProjectCreated,
-			e.SubjectEventScheduled: messages.EventScheduled,
-		},
-		EventsStream: e.StreamEvents, ResultsStream: e.StreamResults, DeadLetterStream: e.StreamDeadLetters,
-		Consumer: e.Consumer, Bucket: e.KVBucket, BudgetBucket: e.KVBudgetBucket, MonthlyQuota: e.DingTalkMonthlyQuota,
-		ProvisionedSubject: e.SubjectGroupProvisioned, FailedSubject: e.SubjectGroupFailed, DeadLetterSubject: e.SubjectDeadLetter,
-		QPS: e.DingTalkQPS, Concurrency: e.Concurrency, AckWait: e.AckWait, RetryBudget: e.RetryBudget, Retention: e.Retention,
-		ShutdownGrace: e.ShutdownGrace, MaxAckPending: max(1000, e.Concurrency), Storage: jetstream.FileStorage,
-	}
+	cfg := e.TopologyEnv.workerConfig(&e.BudgetEnv)
+	cfg.QPS, cfg.Concurrency, cfg.AckWait, cfg.RetryBudget, cfg.Retention = e.DingTalkQPS, e.Concurrency, e.AckWait, e.RetryBudget, e.Retention
+	cfg.ShutdownGrace, cfg.MaxAckPending, cfg.Storage = e.ShutdownGrace, max(1000, e.Concurrency), jetstream.FileStorage
+	return cfg
 }
 
 func isHTTPURL(s string) bool {

@@ -34,18 +34,23 @@ type opsEnv struct {
 	TopologyEnv
 }
 
-// workerConfig is the part of the workers' configuration the operators'
-// commands need: subjects, bucket, dead letters.
-func (o *opsEnv) workerConfig() worker.Config {
+// workerConfig is what the workers read and write on NATS, and the
+// budget's bucket and quota: all the operators' commands need.
+func (t *TopologyEnv) workerConfig(b *BudgetEnv) worker.Config {
 	return worker.Config{
 		Subjects: map[string]messages.Kind{
-			o.SubjectProjectCreated: messages.ProjectCreated,
-			o.SubjectEventScheduled: messages.EventScheduled,
+			b.SubjectProjectCreated: messages.ProjectCreated,
+			t.SubjectEventScheduled: messages.EventScheduled,
 		},
-		Bucket: o.KVBucket, FailedSubject: o.SubjectGroupFailed, ProvisionedSubject: o.SubjectGroupProvisioned,
-		DeadLetterSubject: o.SubjectDeadLetter,
+		EventsStream: t.StreamEvents, ResultsStream: t.StreamResults, DeadLetterStream: t.StreamDeadLetters,
+		Consumer: b.Consumer, Bucket: t.KVBucket, BudgetBucket: b.KVBudgetBucket, MonthlyQuota: b.DingTalkMonthlyQuota,
+		ProvisionedSubject: t.SubjectGroupProvisioned, FailedSubject: t.SubjectGroupFailed, DeadLetterSubject: t.SubjectDeadLetter,
 	}
 }
+
+// workerConfig is the workers' configuration as far as the environment of
+// the operators' commands gives it.
+func (o *opsEnv) workerConfig() worker.Config { return o.TopologyEnv.workerConfig(&o.BudgetEnv) }
 
 // readOps reads the operators' commands' environment.
 func readOps() (*opsEnv, error) {
