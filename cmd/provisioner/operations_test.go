@@ -262,6 +262,7 @@ func TestMetricsTracesAndCloudEventsAfterBusyAnswers(t *testing.T) {
 		t.Fatalf("the simulator answered no busy: %+v", stats)
 	}
 	m := p.scrape()
+	t.Logf("the simulator saw %v (%d busy); /metrics counts %v calls", stats.Calls, stats.Busy, sum(m, "provisioner_dingtalk_calls_total", nil))
 	for api, n := range stats.Calls {
 		if got := sum(m, "provisioner_dingtalk_calls_total", map[string]string{"api": api}); got != float64(n) {
 			t.Errorf("provisioner_dingtalk_calls_total{api=%q} = %v, the simulator saw %d", api, got, n)
