@@ -35,7 +35,6 @@ type Letters struct {
 	prefix  string // the dead-letter subject, without the trailing "."
 	kinds   map[string]messages.Kind
 	records *worker.Records
-	now     func() time.Time
 }
 
 // Open finds the dead-letter stream and the step records.
@@ -47,9 +46,6 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Letters, err
 	if len(cfg.Subjects) == 0 {
 		cfg.Subjects = worker.DefaultSubjects()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	stream, err := js.StreamNameBySubject(ctx, cfg.DeadLetterSubject+".>")
 	if err != nil {
 		return nil, fmt.Errorf("deadletter: finding the stream of %s.>: %w (has a worker run here?)", cfg.DeadLetterSubject, err)
@@ -58,7 +54,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Letters, err
 	if err != nil {
 		return nil, fmt.Errorf("deadletter: %w", err)
 	}
-	return &Letters{js: js, stream: stream, prefix: cfg.DeadLetterSubject, kinds: cfg.Subjects, records: recs, now: cfg.Now}, nil
+	return &Letters{js: js, stream: stream, prefix: cfg.DeadLetterSubject, kinds: cfg.Subjects, records: recs}, nil
 }
 
 // Letter is one dead letter: the original event, payload and headers, with

@@ -17,13 +17,11 @@ type Sources struct {
 	Consumer func(context.Context) (*jetstream.ConsumerInfo, error)
 }
 
-// WatchStatus registers a collector that reads sources at each scrape
-// (within two seconds; what cannot be read is left out of that scrape and
-// counted in provisioner_scrape_errors_total).
-func (t *Telemetry) WatchStatus(reg prometheus.Registerer, s Sources) error {
-	if reg == nil {
-		reg = t.reg
-	}
+// WatchStatus registers, where New registered the metrics, a collector that
+// reads sources at each scrape (within two seconds; what cannot be read is
+// left out of that scrape and counted in provisioner_scrape_errors_total).
+func (t *Telemetry) WatchStatus(s Sources) error {
+	reg := t.regr
 	c := &statusCollector{s: s,
 		quotaUsed:  prometheus.NewDesc("provisioner_quota_used_calls", "DingTalk calls counted against this month's quota by all workers (reserved blocks included).", nil, nil),
 		quotaLimit: prometheus.NewDesc("provisioner_quota_limit_calls", "The month's quota of DingTalk calls (DINGTALK_MONTHLY_QUOTA); absent when there is none.", nil, nil),

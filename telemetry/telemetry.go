@@ -28,6 +28,7 @@ type Options struct {
 type Telemetry struct {
 	m      *metrics
 	reg    *prometheus.Registry // set when New made the registry
+	regr   prometheus.Registerer
 	tracer trace.Tracer
 }
 
@@ -44,7 +45,7 @@ func New(o Options) (*Telemetry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: registering metrics: %w", err)
 	}
-	t.m = m
+	t.m, t.regr = m, reg
 	tp := o.TracerProvider
 	if tp == nil {
 		tp = noop.NewTracerProvider()

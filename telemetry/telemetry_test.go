@@ -30,7 +30,7 @@ func newTelemetry(t *testing.T) (*telemetry.Telemetry, *tracetest.SpanRecorder) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = tel.WatchStatus(nil, telemetry.Sources{
+	err = tel.WatchStatus(telemetry.Sources{
 		Budget: func(context.Context) (budget.Status, error) {
 			return budget.Status{Calls: 120, MonthlyQuota: 5000, Paused: &budget.Pause{Reason: budget.ReasonOperator}}, nil
 		},

@@ -384,7 +384,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tel.WatchStatus(nil, telemetry.Sources{}); err != nil {
+	if err := tel.WatchStatus(telemetry.Sources{}); err != nil {
 		t.Fatal(err)
 	}
 	names := map[string]bool{}

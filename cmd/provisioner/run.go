@@ -107,7 +107,7 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 	if err != nil {
 		return err
 	}
-	err = tel.WatchStatus(nil, telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo})
+	err = tel.WatchStatus(telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo})
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
