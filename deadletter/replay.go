@@ -126,6 +126,9 @@ func (l *Letters) finish(ctx context.Context, letter Letter, o ReplayOptions, ou
 		}
 		msg.Header.Set(worker.HeaderReplays, strconv.Itoa(out.Replay))
 		msg.Data = letter.Msg.Data
+		// A letter without an event id (an invalid event) has no step record:
+		// only this id keeps a repeated replay from publishing it twice, and
+		// only within the events stream's duplicate window.
 		id := "replay-dead-letter-" + strconv.FormatUint(letter.Seq, 10)
 		if letter.EventID != "" {
 			id = "replay-" + messages.Key(letter.SourceSubject, letter.EventID) + "-" + strconv.Itoa(out.Replay)
