@@ -87,16 +87,30 @@ func parseSeqs(cmd, s string) ([]uint64, error) {
 	return out, nil
 }
 
-// openLetters connects and opens the dead letters.
-func openLetters(ctx context.Context) (*deadletter.Letters, func(), error) {
+// pick checks that fs has no arguments left, reads the filter (and -seq),
+// opens the dead letters and lists those picked. done closes the connection.
+func (ff filterFlags) pick(ctx context.Context, cmd string, fs *flag.FlagSet, seqs string) (*deadletter.Letters, []deadletter.Letter, func(), error) {
+	if fs.NArg() > 0 {
+		return nil, nil, nil, usageError(fmt.Sprintf("provisioner: %s: unexpected argument %q", cmd, fs.Arg(0)))
+	}
+	f, err := ff.filter(cmd, time.Now())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if f.Seqs, err = parseSeqs(cmd, seqs); err != nil {
+		return nil, nil, nil, err
+	}
 	o, js, done, err := openOps()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	l, err := deadletter.Open(ctx, js, deadletter.Options{Worker: o.workerConfig()})
-	if err != nil {
-		done()
-		return nil, nil, fmt.Errorf("provisioner: %w", err)
+	if err == nil {
+		var list []deadletter.Letter
+		if list, err = l.List(ctx, f); err == nil {
+			return l, list, done, nil
+		}
 	}
-	return l, done, nil
+	done()
+	return nil, nil, nil, fmt.Errorf("provisioner: %w", err)
 }

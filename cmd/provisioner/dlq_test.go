@@ -108,3 +108,27 @@ func TestDLQReplay(t *testing.T) {
 	}
 	failedTimes("never-joins", 5)
 }
+
+// A mistake in how dlq or inspect is called is a usage error (exit 2) that
+// names it, before any connection is tried.
+func TestDLQAndInspectRefuseBadInput(t *testing.T) {
+	t.Setenv("NATS_URL", "nats://127.0.0.1:1") // nothing listens: a connection attempt would be exit 1
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dlq"}, "say list or replay"},
+		{[]string{"dlq", "purge"}, `unknown subcommand "purge"`},
+		{[]string{"dlq", "list", "extra"}, `unexpected argument "extra"`},
+		{[]string{"dlq", "list", "-since", "yesterday"}, "-since must be"},
+		{[]string{"dlq", "replay", "-seq", "1,x"}, `-seq must be letter sequences separated by commas (12,15), got "x"`},
+		{[]string{"inspect", "project.created"}, "want a subject and an event id"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := run(t, tc.args...)
+			if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v (exit %d), want exit 2 saying %q", err, exitCode(err), tc.want)
+			}
+		})
+	}
+}

@@ -31,22 +31,11 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError(fmt.Sprintf("provisioner: dlq list: unexpected argument %q", fs.Arg(0)))
-	}
-	f, err := ff.filter("dlq list", time.Now())
-	if err != nil {
-		return err
-	}
-	letters, done, err := openLetters(ctx)
+	_, list, done, err := ff.pick(ctx, "dlq list", fs, "")
 	if err != nil {
 		return err
 	}
 	defer done()
-	list, err := letters.List(ctx, f)
-	if err != nil {
-		return fmt.Errorf("provisioner: %w", err)
-	}
 	tw := tabwriter.NewWriter(c.main.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tSUBJECT\tEVENT ID\tREASON\tTIME\tREPLAYS\tMESSAGE")
 	for _, l := range list {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"time"
 
 	"provisioner/deadletter"
 )
@@ -39,25 +38,11 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError(fmt.Sprintf("provisioner: dlq replay: unexpected argument %q", fs.Arg(0)))
-	}
-	f, err := ff.filter("dlq replay", time.Now())
-	if err != nil {
-		return err
-	}
-	if f.Seqs, err = parseSeqs("dlq replay", *seqs); err != nil {
-		return err
-	}
-	letters, done, err := openLetters(ctx)
+	letters, list, done, err := ff.pick(ctx, "dlq replay", fs, *seqs)
 	if err != nil {
 		return err
 	}
 	defer done()
-	list, err := letters.List(ctx, f)
-	if err != nil {
-		return fmt.Errorf("provisioner: %w", err)
-	}
 	verb := ""
 	if *dryRun {
 		verb = "would be "
