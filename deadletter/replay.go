@@ -118,8 +118,8 @@ func (l *Letters) finish(ctx context.Context, letter Letter, o ReplayOptions, ou
 	if publish {
 		msg := nats.NewMsg(letter.SourceSubject)
 		for k, vs := range letter.Msg.Header {
-			switch k {
-			case worker.HeaderReason, worker.HeaderError, worker.HeaderSourceSubject, worker.HeaderSourceSequence, jetstream.MsgIDHeader:
+			switch {
+			case worker.ControlHeader(k), k == worker.HeaderReason, k == worker.HeaderError, k == worker.HeaderSourceSubject, k == worker.HeaderSourceSequence:
 				continue
 			}
 			msg.Header[k] = append([]string(nil), vs...)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,7 +87,7 @@ func encodeJSON(v any) ([]byte, error) {
 func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, f *failure) error {
 	out := nats.NewMsg(w.cfg.DeadLetterSubject + "." + msg.Subject())
 	for k, vs := range msg.Headers() {
-		if k == jetstream.MsgIDHeader {
+		if ControlHeader(k) {
 			continue
 		}
 		out.Header[k] = append([]string(nil), vs...)
@@ -101,6 +102,16 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, 
 		return fmt.Errorf("worker: publishing dead letter: %w", err)
 	}
 	return nil
+}
+
+// ControlHeader reports whether a message header is one that NATS or
+// JetStream acts on when it is published (Nats-Msg-Id, Nats-Expected-Stream,
+// Nats-Rollup, …). An event's such headers are not copied onto its dead
+// letter, nor from a letter onto its replay: there they would act on another
+// stream (a producer's Nats-Expected-Stream would have the dead-letter stream
+// refuse every letter).
+func ControlHeader(k string) bool {
+	return len(k) >= len("Nats-") && strings.EqualFold(k[:len("Nats-")], "Nats-")
 }
 
 func truncate(s string, n int) string {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -260,6 +261,33 @@ func TestPermanentDingTalkErrorFailsAtOnce(t *testing.T) {
 				t.Fatalf("dead letter: %s", dead[0].Raw)
 			}
 		})
+	}
+}
+
+// A producer's JetStream headers (here Nats-Expected-Stream, as batch
+// sends) act on the events stream only: the event's dead letter is stored
+// and its failure published, not refused by the dead-letter stream forever.
+func TestProducersJetStreamHeadersStayOffTheDeadLetter(t *testing.T) {
+	e := newEnv(t, sim.Config{UnknownUsers: []string{"ghost"}})
+	e.start(testConfig(), nil)
+	data, _ := json.Marshal(project("p1", "ghost"))
+	msg := &nats.Msg{Subject: "project.created", Data: data, Header: nats.Header{"X-Team": {"hr"}}}
+	if _, err := e.js.PublishMsg(context.Background(), msg, jetstream.WithMsgID("project.created-p1"), jetstream.WithExpectStream("PROVISIONER_EVENTS")); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.results(1)[0]; r.Subject != "group.failed" {
+		t.Fatalf("result: %s", r.Raw)
+	}
+	s, err := e.js.Stream(context.Background(), "PROVISIONER_DEAD_LETTERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	letter, err := s.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if letter.Header.Get("X-Team") != "hr" || letter.Header.Get(jetstream.ExpectedStreamHeader) != "" || letter.Header.Get(jetstream.MsgIDHeader) == "project.created-p1" {
+		t.Errorf("dead letter headers %v: want the producer's own, not its JetStream ones", letter.Header)
 	}
 }
 
