@@ -41,6 +41,11 @@ type InvalidError struct {
 	ID       string   // the event id, when it could be read
 	Reason   string   // one of the Reason constants
 	Problems []string // one sentence per problem, each naming its field
+	// Fields are the fields the problems are about, in step with Problems:
+	// "owner", "members[2]", "group.searchable", "data.title" inside a
+	// CloudEvents envelope; "" when a problem is about the body as a whole.
+	// They let a producer point at its own source (a file's column).
+	Fields []string
 }
 
 // Error implements error.
@@ -57,7 +62,7 @@ func (e *InvalidError) Error() string {
 // kinds maps subjects to kinds. Errors are *InvalidError.
 func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) {
 	bad := func(reason string, format string, args ...any) error {
-		return &InvalidError{Subject: subject, Reason: reason, Problems: []string{fmt.Sprintf(format, args...)}}
+		return &InvalidError{Subject: subject, Reason: reason, Problems: []string{fmt.Sprintf(format, args...)}, Fields: []string{""}}
 	}
 	kind, ok := kinds[subject]
 	if !ok {
@@ -80,7 +85,7 @@ func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) 
 			if v, ok := d.raw("id"); ok {
 				_ = json.Unmarshal(v, &id) // name the event after its envelope, if it can be
 			}
-			return nil, &InvalidError{Subject: subject, ID: id, Reason: ReasonInvalidEvent, Problems: []string{err.Error()}}
+			return nil, &InvalidError{Subject: subject, ID: id, Reason: ReasonInvalidEvent, Problems: []string{err.Error()}, Fields: []string{""}}
 		}
 		outer := d
 		d = &fields{obj: obj, prefix: "data."}
@@ -113,10 +118,14 @@ func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) 
 	ev.Members = groupMembers(ev.Owner, members)
 
 	if len(d.problems) > 0 {
-		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonInvalidEvent, Problems: d.problems}
+		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonInvalidEvent, Problems: d.problems, Fields: d.names}
 	}
 	if n := len(ev.Members); n > dingtalk.MaxMembersInGroup {
-		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonTooManyMembers,
+		field := "members"
+		if kind == EventScheduled {
+			field = "attendees"
+		}
+		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonTooManyMembers, Fields: []string{d.prefix + field},
 			Problems: []string{fmt.Sprintf("the group would have %d members (owner included); DingTalk allows at most %d", n, dingtalk.MaxMembersInGroup)}}
 	}
 	return ev, nil
@@ -170,12 +179,14 @@ func describe(err error) error {
 // fields reads an event's fields one by one, collecting a problem for each bad one.
 type fields struct {
 	obj      map[string]json.RawMessage
-	prefix   string // "data." inside a CloudEvents envelope
-	problems []string
+	prefix   string   // "data." inside a CloudEvents envelope
+	problems []string // one sentence per problem
+	names    []string // the field each problem is about
 }
 
 func (d *fields) problem(name, format string, args ...any) {
 	d.problems = append(d.problems, d.prefix+name+" "+fmt.Sprintf(format, args...))
+	d.names = append(d.names, d.prefix+name)
 }
 
 func (d *fields) raw(name string) (json.RawMessage, bool) {

@@ -138,6 +138,14 @@ func TestDecodeRejects(t *testing.T) {
 					t.Errorf("error %q does not say %q", err, want)
 				}
 			}
+			if len(inv.Fields) != len(inv.Problems) {
+				t.Fatalf("%d fields for %d problems: %q", len(inv.Fields), len(inv.Problems), inv.Fields)
+			}
+			for i, f := range inv.Fields {
+				if f != "" && !strings.HasPrefix(inv.Problems[i], f+" ") && inv.Reason != ReasonTooManyMembers {
+					t.Errorf("problem %q is said to be about field %q", inv.Problems[i], f)
+				}
+			}
 		})
 	}
 }
