@@ -8,6 +8,7 @@
 //	provisioner budget the month's DingTalk calls against the quota, and any pause
 //	provisioner dlq    list dead letters, or replay them
 //	provisioner inspect an event's step record, in words
+//	provisioner batch  publish a file of rows as events and write a CSV of their results
 package main
 
 import (
@@ -78,6 +79,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&DLQCommand{main: m}).Run(ctx, args)
 	case "inspect":
 		return (&InspectCommand{main: m}).Run(ctx, args)
+	case "batch":
+		return (&BatchCommand{main: m}).Run(ctx, args)
 	case "", "help", "-h", "-help", "--help":
 		m.usage()
 		if cmd == "" {
@@ -107,6 +110,7 @@ The commands are:
 	budget  show the month's DingTalk calls against the quota, and whether work is paused
 	dlq     list the dead letters, or replay them (dlq list, dlq replay)
 	inspect print an event's step record in words
+	batch   publish a CSV or JSONL file of rows as events, and write a CSV of invite links
 
 Use "provisioner <command> -h" for more about a command.
 `)

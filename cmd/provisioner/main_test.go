@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,18 @@ import (
 	"provisioner/dingtalk/sim"
 	"provisioner/internal/natstest"
 )
+
+// beCommandEnv makes this test binary run as the provisioner command
+// itself, with the arguments it was given (see startCommand).
+const beCommandEnv = "PROVISIONER_TEST_BE_COMMAND"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(beCommandEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // validEnv sets a complete configuration; tests then break one variable.
 func validEnv(t *testing.T) {

@@ -76,14 +76,15 @@ func openOps() (*opsEnv, jetstream.JetStream, func(), error) {
 }
 
 // connect connects to the NATS the workers use (NATS_URL, else a worker's
-// embedded server on NATS_LISTEN), once, without reconnecting. done closes
-// the connection.
-func (o *opsEnv) connect() (js jetstream.JetStream, done func(), err error) {
+// embedded server on NATS_LISTEN), once, without reconnecting unless extra
+// options say otherwise. done closes the connection.
+func (o *opsEnv) connect(extra ...nats.Option) (js jetstream.JetStream, done func(), err error) {
 	url := o.NATSURL
 	if url == "" {
 		url = "nats://" + o.NATSListen
 	}
-	nc, err := connectNATS(url, o.NATSCreds, nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+	opts := append([]nats.Option{nats.MaxReconnects(0), nats.Timeout(5 * time.Second)}, extra...)
+	nc, err := connectNATS(url, o.NATSCreds, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
