@@ -34,7 +34,7 @@ func main() {
 		log.Info().Str("signal", sig.String()).Msg("shutting down gracefully; a second signal stops at once")
 		cancel()
 		sig = <-signals
-		log.Warn().Str("signal", sig.String()).Msg("second signal: stopping without waiting; unfinished events are redelivered after ACK_WAIT")
+		log.Warn().Str("signal", sig.String()).Msg("second signal: stopping at once; a worker's unfinished events are redelivered after ACK_WAIT, a batch writes no results file")
 		os.Exit(1)
 	}()
 
