@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"provisioner/streams"
 )
 
 // pauseKey holds the current Pause in the bucket; month counts are under "calls.<month>".
@@ -28,7 +30,7 @@ type Options struct {
 	// month (Asia/Shanghai); 0: no cap of our own.
 	MonthlyQuota int
 	Storage      jetstream.StorageType
-	Replicas     int
+	Replicas     int              // the bucket's, raised to this but never lowered; 0 means 1
 	Log          zerolog.Logger   // pauses, resumes and the 80% warning, once each
 	Now          func() time.Time // default time.Now
 }
@@ -58,15 +60,15 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Keeper, erro
 	if o.MonthlyQuota < 0 {
 		return nil, fmt.Errorf("budget: the monthly quota must not be negative, got %d", o.MonthlyQuota)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	e := &streams.Ensurer{JS: js, Replicas: o.Replicas, Log: o.Log}
+	kv, err := e.KeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      o.Bucket,
 		Description: "DingTalk group provisioner: the month's DingTalk calls and the pause",
 		History:     1,
 		Storage:     o.Storage,
-		Replicas:    o.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("budget: key-value bucket %q: %w", o.Bucket, err)
+		return nil, fmt.Errorf("budget: %w", err)
 	}
 	return &Keeper{js: js, kv: kv, opts: o}, nil
 }

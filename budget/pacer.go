@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"provisioner/streams"
 )
 
 // The pacer's timing. DefaultMargin is added to the one-second window to
@@ -81,16 +83,16 @@ func StartPacer(ctx context.Context, js jetstream.JetStream, o PacerOptions) (*P
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	e := &streams.Ensurer{JS: js, Replicas: o.Replicas, Log: o.Log}
+	kv, err := e.KeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      o.Bucket,
 		Description: "DingTalk group provisioner: the workers sharing the per-second budget, and rate-limit holds",
 		History:     1,
 		TTL:         time.Minute,
 		Storage:     o.Storage,
-		Replicas:    o.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("budget: key-value bucket %q: %w", o.Bucket, err)
+		return nil, fmt.Errorf("budget: %w", err)
 	}
 	p := &Pacer{o: o, kv: kv, w: time.Second + o.Margin, apis: map[string]*window{}, holds: map[string]time.Time{},
 		members: map[string]time.Time{}, changed: make(chan struct{}), done: make(chan struct{})}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"provisioner/messages"
+	"provisioner/streams"
 	"provisioner/telemetry"
 )
 
@@ -41,7 +42,10 @@ type Config struct {
 	InitialBackoff time.Duration         // first retry delay; 200 ms
 	MaxBackoff     time.Duration         // longest retry delay; 30 s
 	Storage        jetstream.StorageType // FileStorage
-	Replicas       int                   // 1
+	// Replicas is how many copies JetStream keeps of every stream and bucket
+	// the worker creates (1 to 5; 3 on a three-node cluster, so that losing
+	// a node loses nothing); an existing one with fewer is raised. 1.
+	Replicas int
 	// QPS is the app's DingTalk calls per second per API, shared by every
 	// worker on the same NATS (they divide it between them, through the
 	// bucket BudgetBucket+"_pace"); 0: calls are not paced here.
@@ -121,6 +125,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxAckPending < c.Concurrency {
 		problems = append(problems, "max ack pending must be at least the concurrency")
+	}
+	if c.Replicas < 1 || c.Replicas > streams.MaxReplicas {
+		problems = append(problems, fmt.Sprintf("replicas must be 1 to %d, got %d", streams.MaxReplicas, c.Replicas))
 	}
 	if c.QPS < 0 {
 		problems = append(problems, "QPS must not be negative")

@@ -7,7 +7,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -21,6 +20,7 @@ import (
 
 	"provisioner/budget"
 	"provisioner/dingtalk"
+	"provisioner/streams"
 )
 
 // Worker consumes events and provisions groups. Create it with New and call
@@ -45,11 +45,11 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	topo, err := ensureTopology(ctx, js, cfg)
+	log = log.With().Str("instance", cfg.InstanceID).Logger()
+	topo, err := ensureTopology(ctx, js, cfg, &streams.Ensurer{JS: js, Replicas: cfg.Replicas, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	log = log.With().Str("instance", cfg.InstanceID).Logger()
 	keeper, err := budget.Open(ctx, js, budget.Options{
 		Bucket: cfg.BudgetBucket, Consumer: cfg.Consumer, Subject: slices.Sorted(maps.Keys(cfg.Subjects))[0],
 		MonthlyQuota: cfg.MonthlyQuota, Storage: cfg.Storage, Replicas: cfg.Replicas, Log: log, Now: cfg.Now,
@@ -108,19 +108,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			p.Stop(sctx)
 		}()
 	}
-	prefetch := w.cfg.Concurrency
-	if w.pacer != nil {
-		prefetch = 1 // see room: events in our hands are events no other worker can take
-	}
-	it, err := w.topo.consumer.Messages(jetstream.PullMaxMessages(prefetch))
-	if err != nil {
-		return err
-	}
 	// Handlers get their own context: shutdown must not cut a DingTalk call
 	// short (a create cut short has an unknown outcome), only the grace period does.
 	workCtx, interrupt := context.WithCancel(context.WithoutCancel(ctx))
 	defer interrupt()
-	stopping := ctx.Done()
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Str("stream", w.topo.eventsStream).
 		Str("consumer", w.cfg.Consumer).Int("monthly_quota", w.cfg.MonthlyQuota).Msg("worker started")
 	if st, err := w.budget.Status(ctx); err == nil && st.Paused != nil {
@@ -128,88 +119,26 @@ func (w *Worker) Run(ctx context.Context) error {
 			Msg("work is paused: no events are taken until then, or until provisioner resume")
 	}
 
-	slots := make(chan struct{}, w.cfg.Concurrency)
-	freed := make(chan struct{}, 1)
 	var wg sync.WaitGroup
-	var pullErr error
-	for {
-		slots <- struct{}{} // a free slot before taking a message: nothing waits in our hands
-		w.room(ctx, slots, freed)
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				break
-			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				pullErr = fmt.Errorf("worker: stopped receiving messages: %w", err)
-				break
-			}
-			w.log.Warn().Err(err).Msg("pulling messages")
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer func() {
-				<-slots
-				select {
-				case freed <- struct{}{}:
-				default:
-				}
-				wg.Done()
-			}()
-			w.process(workCtx, stopping, msg)
-		}()
-	}
-	w.handBack(it)
+	pullErr := w.pull(ctx, func(msg jetstream.Msg, done func()) {
+		wg.Go(func() {
+			defer done()
+			w.process(workCtx, ctx.Done(), msg)
+		})
+	})
 
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
 	select {
-	case <-done:
+	case <-finished:
 	case <-time.After(w.cfg.ShutdownGrace):
 		w.log.Warn().Dur("grace", w.cfg.ShutdownGrace).Msg("grace period over: interrupting in-flight events")
 		interrupt()
-		<-done
+		<-finished
 	}
 	if pullErr != nil {
 		return pullErr
 	}
 	w.log.Info().Msg("worker stopped")
 	return nil
-}
-
-// handBack stops pulling and returns the messages buffered but never started,
-// so other workers get them at once. (Drain alone can keep Next waiting for
-// the pull request to expire; what is still on the way after the buffer runs
-// dry is redelivered after AckWait.)
-func (w *Worker) handBack(it jetstream.MessagesContext) {
-	it.Drain()
-	handed := 0
-	for {
-		msg, err := it.Next(jetstream.NextMaxWait(100 * time.Millisecond))
-		if err != nil {
-			break
-		}
-		_ = msg.Nak()
-		handed++
-	}
-	it.Stop()
-	if handed > 0 {
-		w.log.Info().Int("messages", handed).Msg("handed back buffered messages")
-	}
-}
-
-// room waits, when calls are paced, until this worker holds no more events
-// than its share of the per-second budget: more would only wait in its
-// pacer, out of reach of the other workers, and the last of a batch would
-// trail behind while they sit idle.
-func (w *Worker) room(ctx context.Context, slots <-chan struct{}, freed <-chan struct{}) {
-	for w.pacer != nil && ctx.Err() == nil && len(slots) > max(1, w.pacer.Status().Share) {
-		select {
-		case <-freed:
-		case <-w.pacer.Changed():
-		case <-ctx.Done():
-		}
-	}
 }

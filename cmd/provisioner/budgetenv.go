@@ -15,9 +15,7 @@ import (
 // commands need no DingTalk credentials. (Exported so that envconfig fills
 // it when embedded in env.)
 type BudgetEnv struct {
-	NATSURL               string  `envconfig:"NATS_URL"`
-	NATSCreds             string  `envconfig:"NATS_CREDS"`
-	NATSListen            string  `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
+	NATSEnv
 	Consumer              string  `envconfig:"CONSUMER" default:"provisioner"`
 	SubjectProjectCreated string  `envconfig:"SUBJECT_PROJECT_CREATED" default:"project.created"`
 	KVBudgetBucket        string  `envconfig:"KV_BUDGET_BUCKET" default:"provisioner_budget"`
@@ -38,7 +36,7 @@ type budgetConn struct {
 // budgetOptions are the Keeper's options for this configuration.
 func (b *BudgetEnv) budgetOptions(log zerolog.Logger) budget.Options {
 	return budget.Options{Bucket: b.KVBudgetBucket, Consumer: b.Consumer, Subject: b.SubjectProjectCreated,
-		MonthlyQuota: b.DingTalkMonthlyQuota, Storage: jetstream.FileStorage, Log: log}
+		MonthlyQuota: b.DingTalkMonthlyQuota, Storage: jetstream.FileStorage, Replicas: b.NATSReplicas, Log: log}
 }
 
 // openKeeper reads the environment and opens the budget on the NATS the

@@ -40,7 +40,7 @@ type env struct {
 }
 
 // secretVars are never echoed, not even in a configuration error.
-var secretVars = map[string]bool{"DINGTALK_APP_SECRET": true, "NATS_CREDS": true}
+var secretVars = map[string]bool{"DINGTALK_APP_SECRET": true, "NATS_CREDS": true, "NATS_PASSWORD": true, "NATS_KEY": true}
 
 // loadEnv reads and checks the configuration. Its error is one line that
 // names the variable and what is wrong with it.
@@ -99,10 +99,8 @@ func loadEnv() (*env, error) {
 			return nil, bad(name, fmt.Sprintf("must be a literal NATS subject (no wildcards or spaces), got %q", v))
 		}
 	}
-	if e.NATSURL != "" {
-		if _, err := url.Parse(e.NATSURL); err != nil {
-			return nil, bad("NATS_URL", "is not a URL")
-		}
+	if err := e.NATSEnv.check(); err != nil {
+		return nil, err
 	}
 	if _, err := zerolog.ParseLevel(strings.ToLower(e.LogLevel)); err != nil || e.LogLevel == "" {
 		return nil, bad("LOG_LEVEL", fmt.Sprintf("must be one of trace, debug, info, warn, error, got %q", e.LogLevel))

@@ -100,7 +100,7 @@ Flags:
 		return err
 	}
 
-	nc, err := connectNATS(ns.ClientURL(), "")
+	nc, err := (&NATSEnv{NATSReplicas: 1}).connect(ns.ClientURL())
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -51,7 +52,11 @@ Flags:
 	if url == "" {
 		url = nats.DefaultURL
 	}
-	nc, err := connectNATS(url, os.Getenv("NATS_CREDS"))
+	var ne NATSEnv
+	if err := envconfig.Process("", &ne); err != nil {
+		return usageError("provisioner: " + err.Error())
+	}
+	nc, err := ne.connect(url)
 	if err != nil {
 		return err
 	}

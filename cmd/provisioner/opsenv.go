@@ -43,7 +43,7 @@ func (t *TopologyEnv) workerConfig(b *BudgetEnv) worker.Config {
 			t.SubjectEventScheduled: messages.EventScheduled,
 		},
 		EventsStream: t.StreamEvents, ResultsStream: t.StreamResults, DeadLetterStream: t.StreamDeadLetters,
-		Consumer: b.Consumer, Bucket: t.KVBucket, BudgetBucket: b.KVBudgetBucket, MonthlyQuota: b.DingTalkMonthlyQuota,
+		Consumer: b.Consumer, Bucket: t.KVBucket, BudgetBucket: b.KVBudgetBucket, MonthlyQuota: b.DingTalkMonthlyQuota, Replicas: b.NATSReplicas,
 		ProvisionedSubject: t.SubjectGroupProvisioned, FailedSubject: t.SubjectGroupFailed, DeadLetterSubject: t.SubjectDeadLetter,
 	}
 }
@@ -84,7 +84,7 @@ func (o *opsEnv) connect(extra ...nats.Option) (js jetstream.JetStream, done fun
 		url = "nats://" + o.NATSListen
 	}
 	opts := append([]nats.Option{nats.MaxReconnects(0), nats.Timeout(5 * time.Second)}, extra...)
-	nc, err := connectNATS(url, o.NATSCreds, opts...)
+	nc, err := o.NATSEnv.connect(url, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -70,7 +70,7 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 		natsURL = ns.ClientURL()
 		log.Info().Str("url", natsURL).Str("store_dir", e.NATSStoreDir).Msg("embedded NATS server with JetStream started")
 	}
-	nc, err := connectNATS(natsURL, e.NATSCreds)
+	nc, err := e.NATSEnv.connect(natsURL)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,10 @@ fetches its join link and publishes group.provisioned or group.failed.
 Configuration comes from the environment (see README.md for the full table):
 
 	NATS_URL              NATS server; empty: an embedded server (NATS_STORE_DIR, NATS_LISTEN)
-	NATS_CREDS            credentials file for NATS
+	NATS_REPLICAS         copies JetStream keeps of each stream and bucket; 3 on a three-node cluster
+	NATS_CREDS            credentials file; or NATS_USER and NATS_PASSWORD
+	NATS_CA               PEM file of CAs to trust (turns TLS on, as a tls:// URL does)
+	NATS_CERT, NATS_KEY   a client certificate and its key
 	DINGTALK_APP_KEY      required
 	DINGTALK_APP_SECRET   required
 	DINGTALK_API          v1 (default: an app created today) or legacy (an app holding chat/create)
