@@ -25,7 +25,7 @@ const MaxReplicas = 5
 // DefaultRequestTimeout bounds one JetStream API request during setup. On
 // a cluster a request can go unanswered (a meta-leader change, two workers
 // creating the same asset at once) while a retry succeeds in milliseconds.
-const DefaultRequestTimeout = 5 * time.Second
+const DefaultRequestTimeout = 3 * time.Second
 
 // Ensurer creates or raises streams and buckets. The zero value is not
 // usable: set JS. Safe for concurrent use.
