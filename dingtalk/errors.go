@@ -32,6 +32,12 @@ const (
 	// succeeds until the month ends or the plan grows; retrying spends nothing
 	// but also achieves nothing.
 	QuotaExhausted
+	// Misconfigured: DingTalk refused the app, not the request: its key or
+	// secret, a permission it lacks, or the calling IP missing from its
+	// allowlist. No event gets past it until someone mends the app's
+	// configuration or this process's (its secret, its egress IP);
+	// Error.Misconfiguration says which.
+	Misconfigured
 )
 
 // String returns the class as a stable lower-case word, fit for logs and metrics.
@@ -45,6 +51,8 @@ func (c Class) String() string {
 		return "outcome_unknown"
 	case QuotaExhausted:
 		return "quota_exhausted"
+	case Misconfigured:
+		return "misconfigured"
 	default:
 		return "permanent"
 	}
@@ -126,6 +134,45 @@ func (e *Error) Error() string {
 // Unwrap returns the underlying cause, so errors.Is(err, context.DeadlineExceeded) works.
 func (e *Error) Unwrap() error { return e.Err }
 
+// What Error.Misconfiguration answers: which part of the configuration
+// DingTalk refused.
+const (
+	MisconfiguredCredentials = "credentials"  // the app key or secret
+	MisconfiguredPermission  = "permission"   // the app lacks this API's permission
+	MisconfiguredIPAllowlist = "ip_allowlist" // the calling IP is not on the app's allowlist
+)
+
+// Misconfiguration says which part of the configuration DingTalk refused
+// (one of the Misconfigured* constants), or "" when the error is not
+// Misconfigured.
+func (e *Error) Misconfiguration() string {
+	if e.Class != Misconfigured {
+		return ""
+	}
+	return misconfiguration(e.API, e.ErrCode, e.SubCode, e.Code)
+}
+
+// misconfiguration is the one table of the refusals that blame the app's
+// configuration rather than the request. 40001 blames the secret only on
+// a token call: elsewhere it is a stale token, refreshed and retried.
+func misconfiguration(api string, code int, subCode, v1Code string) string {
+	if code == CodeSubCodeCarrier {
+		code, _ = strconv.Atoi(subCode)
+	}
+	switch {
+	case code == CodeInvalidAppKey, code == CodeInvalidCredential && isTokenAPI(api), v1Code == CodeV1InvalidAppCredentials:
+		return MisconfiguredCredentials
+	case code == CodeNoPermission, v1Code == CodeV1PermissionNotGranted:
+		return MisconfiguredPermission
+	case code == CodeIPNotAllowed, v1Code == CodeV1IPNotAllowed:
+		return MisconfiguredIPAllowlist
+	}
+	return ""
+}
+
+// isTokenAPI reports whether api fetches access tokens.
+func isTokenAPI(api string) bool { return api == apiGetToken || api == apiAccessToken }
+
 // Refused reports whether DingTalk answered with an error code: a refusal,
 // so the request took no effect.
 func (e *Error) Refused() bool { return e.ErrCode != 0 || e.Code != "" }
@@ -171,6 +218,7 @@ const (
 	CodeSystemError         = 400001
 	CodeBadParameter        = 400002
 	CodeInvalidAppKey       = 40089
+	CodeIPNotAllowed        = 60020
 	banStatus               = 1111 // {"status":1111,"wait":5,"punish":"deny"}: the calling IP is banned
 )
 
@@ -201,6 +249,7 @@ var knownCodes = map[int]string{
 	CodeSystemError:         "system error",
 	CodeBadParameter:        "bad parameter",
 	CodeInvalidAppKey:       "invalid appkey or appsecret",
+	CodeIPNotAllowed:        "calling IP not on the app's allowlist",
 }
 
 // isRateLimitCode reports whether a DingTalk code (or sub_code) means "slow down".
@@ -263,6 +312,8 @@ const (
 	CodeV1MemberExceed          = "member.exceed"
 	CodeV1TemplateNotFound      = "groupTemplate.notFound"
 	CodeV1InvalidAppCredentials = "invalidClientIdOrSecret"
+	CodeV1PermissionNotGranted  = "Forbidden.AccessDenied.AccessTokenPermissionDenied" // 403: the app lacks the API's permission
+	CodeV1IPNotAllowed          = "Forbidden.AccessDenied.IpNotInWhiteList"            // 403: the calling IP is not on the app's allowlist
 )
 
 // knownV1Codes gives each v1.0 code the client knows; the others are reported as unknown.
@@ -270,7 +321,7 @@ var knownV1Codes = map[string]bool{
 	CodeV1MonthlyQuota: true, CodeV1SystemError: true, CodeV1SystemBusy: true,
 	CodeV1InvalidAuthentication: true, CodeV1MissingToken: true, CodeV1InvalidParameter: true,
 	CodeV1PermissionDenied: true, CodeV1MemberNotFound: true, CodeV1MemberExceed: true,
-	CodeV1InvalidAppCredentials: true,
+	CodeV1InvalidAppCredentials: true, CodeV1PermissionNotGranted: true, CodeV1IPNotAllowed: true,
 }
 
 func isV1RateLimit(code string) bool {

@@ -90,6 +90,9 @@ func checkResponse(api string, mutating bool, status int, header http.Header, bo
 		if len(trimmed) > 0 && trimmed[0] == '{' && json.Unmarshal(trimmed, &r) == nil && r.Code != "" {
 			e.Code, e.ErrMsg, e.RequestID = string(r.Code), r.Message, r.RequestID
 			e.Class = classifyV1(status, e.Code)
+			if misconfiguration(api, 0, "", e.Code) != "" {
+				e.Class = Misconfigured
+			}
 			return e
 		}
 		switch {
@@ -142,6 +145,9 @@ func checkResponse(api string, mutating bool, status int, header http.Header, bo
 		e.ErrMsg += " (" + r.SubMsg + ")"
 	}
 	e.Class = classifyCode(e.ErrCode, e.SubCode)
+	if misconfiguration(api, e.ErrCode, e.SubCode, "") != "" {
+		e.Class = Misconfigured
+	}
 	return e
 }
 

@@ -136,7 +136,8 @@ func TestTokenFetchFailures(t *testing.T) {
 		body string
 		want Class
 	}{
-		{"wrong secret", `{"errcode":40089,"errmsg":"不合法的appKey或appSecret的组合"}`, Permanent},
+		{"wrong secret", `{"errcode":40089,"errmsg":"不合法的appKey或appSecret的组合"}`, Misconfigured},
+		{"bad credential on the token call", `{"errcode":40001,"errmsg":"invalid credential"}`, Misconfigured},
 		{"busy", `{"errcode":-1,"errmsg":"系统繁忙"}`, Transient},
 		{"no token in reply", `{"errcode":0,"expires_in":7200}`, Transient},
 	}

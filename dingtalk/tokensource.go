@@ -7,6 +7,12 @@ import (
 	"time"
 )
 
+// The token endpoints, as Error.API names them.
+const (
+	apiGetToken    = "gettoken"
+	apiAccessToken = "v1.0/oauth2/accessToken"
+)
+
 // appTokenSource fetches tokens from the old family's GET /gettoken.
 type appTokenSource struct {
 	c           *Client
@@ -23,7 +29,7 @@ func (s *appTokenSource) Token(ctx context.Context) (*Token, error) {
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int64  `json:"expires_in"`
 	}
-	cl := call{api: "gettoken", method: http.MethodGet, query: url.Values{"appkey": {s.key}, "appsecret": {s.secret}}}
+	cl := call{api: apiGetToken, method: http.MethodGet, query: url.Values{"appkey": {s.key}, "appsecret": {s.secret}}}
 	start := s.now()
 	if err := s.c.send(ctx, cl, "", nil, &r); err != nil {
 		return nil, err
@@ -46,7 +52,7 @@ func (s *v1TokenSource) Token(ctx context.Context) (*Token, error) {
 		AccessToken string `json:"accessToken"`
 		ExpireIn    int64  `json:"expireIn"`
 	}
-	cl := call{api: "v1.0/oauth2/accessToken", v1: true, method: http.MethodPost}
+	cl := call{api: apiAccessToken, v1: true, method: http.MethodPost}
 	body := struct {
 		AppKey    string `json:"appKey"`
 		AppSecret string `json:"appSecret"`

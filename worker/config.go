@@ -33,12 +33,15 @@ type Config struct {
 	// DeadLetterSubject prefixes the original subject: provisioner.dead_letter.project.created.
 	DeadLetterSubject string
 
-	Concurrency    int                   // events worked at once by this process; 64
-	AckWait        time.Duration         // JetStream's lease on a delivered message; InProgress renews it; 30 s
-	MaxAckPending  int                   // unacknowledged messages across all workers; 1000
-	RetryBudget    time.Duration         // how long transient DingTalk failures are retried per event; 10 min
-	Retention      time.Duration         // how long an event's outcome is remembered (and events and results kept); 30 days
-	ShutdownGrace  time.Duration         // how long in-flight events may take to finish on shutdown; 20 s
+	Concurrency   int           // events worked at once by this process; 64
+	AckWait       time.Duration // JetStream's lease on a delivered message; InProgress renews it; 30 s
+	MaxAckPending int           // unacknowledged messages across all workers; 1000
+	RetryBudget   time.Duration // how long transient DingTalk failures are retried per event; 10 min
+	Retention     time.Duration // how long an event's outcome is remembered (and events and results kept); 30 days
+	ShutdownGrace time.Duration // how long in-flight events may take to finish on shutdown; 20 s
+	// ProbeInterval is how often a worker stopped by a refused configuration
+	// (see Halt) tries again with a single event; 1 min.
+	ProbeInterval  time.Duration
 	InitialBackoff time.Duration         // first retry delay; 200 ms
 	MaxBackoff     time.Duration         // longest retry delay; 30 s
 	Storage        jetstream.StorageType // FileStorage
@@ -98,6 +101,7 @@ func (c Config) withDefaults() Config {
 	dur(&c.Retention, 30*24*time.Hour)
 	dur(&c.ShutdownGrace, 20*time.Second)
 	dur(&c.InitialBackoff, 200*time.Millisecond)
+	dur(&c.ProbeInterval, time.Minute)
 	dur(&c.MaxBackoff, 30*time.Second)
 	if c.Concurrency == 0 {
 		c.Concurrency = 64

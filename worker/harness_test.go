@@ -296,3 +296,44 @@ func members(prefix string, n int) []string {
 	}
 	return out
 }
+
+// newGroupsWith makes a client of the env's mode with another app secret.
+func (e *env) newGroupsWith(secret string) (*dingtalk.Client, dingtalk.Groups) {
+	e.t.Helper()
+	c, err := dingtalk.NewClient(dingtalk.Options{Family: e.mode.family, BaseURL: e.simURL, APIBaseURL: e.simURL, AppKey: "key", AppSecret: secret})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !e.mode.scene {
+		return c, dingtalk.NewChatGroups(c)
+	}
+	g, err := dingtalk.NewSceneGroups(c, testTemplate)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c, g
+}
+
+// stored is how many messages a stream holds.
+func (e *env) stored(stream string) int {
+	e.t.Helper()
+	s, err := e.js.Stream(context.Background(), stream)
+	if err != nil {
+		e.t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		e.t.Fatalf("stream %s: %v", stream, err)
+	}
+	return int(info.State.Msgs)
+}
+
+func countLines(lines []string, part string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, part) {
+			n++
+		}
+	}
+	return n
+}

@@ -170,7 +170,11 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 		if err := j.msg.NakWithDelay(later.delay); err != nil {
 			log.Warn().Err(err).Msg("handing back failed; JetStream redelivers after the ack wait")
 		}
-		log.Info().Dur("retry_in", later.delay).Str("why", later.reason).Msg("event handed back")
+		line := log.Info()
+		if later.why == "misconfigured" {
+			line = log.Debug() // the halt is logged once, not once per event
+		}
+		line.Dur("retry_in", later.delay).Str("why", later.reason).Msg("event handed back")
 	case errors.As(err, &fail):
 		if perr := w.fail(sctx, j, fail); perr != nil {
 			delay := w.redeliveryDelay(j.delivered)

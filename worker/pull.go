@@ -42,18 +42,26 @@ func (w *Worker) pull(ctx context.Context, start func(msg jetstream.Msg, done fu
 		backoff.WithMaxInterval(2*time.Second), backoff.WithMaxElapsedTime(0))
 	failing := false
 	for {
-		n := w.room(ctx, slots, freed)
+		n, probe := w.room(ctx, slots, freed)
 		if ctx.Err() != nil {
 			return nil
+		}
+		settled, took := done, 0
+		if probe {
+			settled = func() { done(); w.halt.probeEnded(w.cfg.Now(), w.cfg.ProbeInterval) }
 		}
 		err := w.fetch(ctx, n, func(msg jetstream.Msg) {
 			if ctx.Err() != nil {
 				_ = msg.Nak() // arrived as we stop: another worker takes it at once
 				return
 			}
+			took++
 			slots <- struct{}{} // never blocks: n slots were free and only this loop fills them
-			start(msg, done)
+			start(msg, settled)
 		})
+		if probe && took == 0 {
+			w.halt.probeEnded(w.cfg.Now(), w.cfg.ProbeInterval)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -104,25 +112,34 @@ func (w *Worker) fetch(ctx context.Context, n int, take func(jetstream.Msg)) err
 // take: the free slots, and when calls are paced no more than its share of
 // the per-second budget (more would only wait in its pacer, out of reach
 // of the other workers, and the last of a batch would trail behind while
-// they sit idle).
-func (w *Worker) room(ctx context.Context, slots chan struct{}, freed <-chan struct{}) int {
+// they sit idle). While DingTalk refuses this worker's configuration it
+// takes nothing, but for one event (probe) about once per ProbeInterval.
+func (w *Worker) room(ctx context.Context, slots chan struct{}, freed <-chan struct{}) (n int, probe bool) {
 	for ctx.Err() == nil {
 		limit := cap(slots)
+		var paced <-chan struct{}
 		if w.pacer != nil {
 			limit = min(limit, max(1, w.pacer.Status().Share))
+			paced = w.pacer.Changed()
 		}
-		if n := limit - len(slots); n > 0 {
-			return n
+		_, halted := w.halt.status()
+		allowed, wake, halting := w.halt.allowance(w.cfg.Now(), limit-len(slots))
+		if allowed > 0 {
+			return allowed, halted
 		}
-		var changed <-chan struct{}
-		if w.pacer != nil {
-			changed = w.pacer.Changed()
+		var timer <-chan time.Time
+		if wake > 0 {
+			t := time.NewTimer(wake)
+			defer t.Stop()
+			timer = t.C
 		}
 		select {
 		case <-freed:
-		case <-changed:
+		case <-paced:
+		case <-halting:
+		case <-timer:
 		case <-ctx.Done():
 		}
 	}
-	return 0
+	return 0, false
 }

@@ -233,6 +233,10 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 		}
 		switch {
 		case err == nil:
+			if was, ok := w.halt.resume(); ok {
+				w.log.Info().Str("reason", was.Reason).Dur("halted_for", w.cfg.Now().Sub(was.Since)).
+					Msg("DingTalk accepts this worker's configuration again: taking events")
+			}
 			return nil
 		case ctx.Err() != nil:
 			return &retryLater{why: "interrupted", reason: "interrupted at the end of the shutdown grace period"}
@@ -251,6 +255,8 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 				return err
 			}
 			return w.handBackPaused(p)
+		case dingtalk.Misconfigured:
+			return w.haltFor(j, de)
 		case dingtalk.Permanent:
 			return &failure{reason: messages.ReasonDingTalkRejected, dingtalk: de, cause: err,
 				message: fmt.Sprintf("DingTalk refused to %s: %s", what, said)}
@@ -286,6 +292,18 @@ func flag(line *zerolog.Event, rec *record) *zerolog.Event {
 		line = line.Str("possible_duplicate_why", rec.UnansweredWhy)
 	}
 	return line
+}
+
+// haltFor answers a refusal of this worker's configuration: the worker
+// stops taking events (logged once, not once per event) and the event goes
+// back unfailed, for a worker configured correctly to take at once.
+func (w *Worker) haltFor(j *job, de *dingtalk.Error) *retryLater {
+	if w.halt.stop(de, w.cfg.Now(), w.cfg.ProbeInterval) {
+		h, _ := w.halt.status()
+		j.log.Error().Str("event_id", j.eventID).Str("reason", h.Reason).Str("dingtalk", h.Detail).Dur("retry_every", w.cfg.ProbeInterval).
+			Msg("DingTalk refused this worker's configuration: it takes no events until that is mended (it tries again with one event now and then); the event is handed back, not failed")
+	}
+	return &retryLater{delay: time.Second, paused: true, why: "misconfigured", reason: "DingTalk refused this worker's configuration (" + de.Misconfiguration() + ")"}
 }
 
 // handBackPaused hands an event back while work is paused: JetStream holds

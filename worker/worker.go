@@ -33,6 +33,7 @@ type Worker struct {
 	budget *budget.Keeper
 	pacer  *budget.Pacer                // set by Run when Config.QPS is set
 	shared atomic.Pointer[budget.Pacer] // the same, for readers outside Run
+	halt   *halt                        // this worker's own stop, when DingTalk refuses its configuration
 	log    zerolog.Logger
 }
 
@@ -57,12 +58,17 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, log: log}, nil
+	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, halt: newHalt(), log: log}, nil
 }
 
 // Budget is the shared budget this worker spends and pauses; safe to share
 // (the health check reads its status).
 func (w *Worker) Budget() *budget.Keeper { return w.budget }
+
+// Halted says whether and why this worker stopped taking events because
+// DingTalk refused its configuration (see Halt). Safe to call from any
+// goroutine (the readiness check and the metrics read it).
+func (w *Worker) Halted() (Halt, bool) { return w.halt.status() }
 
 // PacerStatus is how this worker shares the per-second budget now; false
 // when calls are not paced (no Config.QPS) or Run is not running. Safe to

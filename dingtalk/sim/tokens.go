@@ -32,13 +32,13 @@ func (s *Server) accessToken(_ *http.Request, body map[string]json.RawMessage) a
 
 // issue returns the app's token and its remaining seconds, if the credentials are right.
 func (s *Server) issue(key, secret string) (string, int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if key == "" || secret == "" ||
 		(s.cfg.AppKey != "" && key != s.cfg.AppKey) ||
 		(s.cfg.AppSecret != "" && secret != s.cfg.AppSecret) {
 		return "", 0, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.now()
 	if s.token == "" || !now.Before(s.expiry) {
 		if s.token != "" {
@@ -49,6 +49,17 @@ func (s *Server) issue(key, secret string) (string, int, bool) {
 		s.stats.TokensIssued++
 	}
 	return s.token, int(s.expiry.Sub(now).Seconds()), true
+}
+
+// ResetSecret makes secret the only one the token endpoints accept, as
+// resetting the app secret in DingTalk's console does. Tokens already
+// issued stay valid until they expire (what DingTalk does with them is
+// undocumented; either way a worker with the old secret fails at its next
+// token fetch, which is what this models).
+func (s *Server) ResetSecret(secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.AppSecret = secret
 }
 
 // tokenHeader is where v1.0 takes the token; the old family takes the
