@@ -15,6 +15,9 @@ type Sources struct {
 	Budget   func(context.Context) (budget.Status, error) // the month's calls and the pause
 	Pacer    func() (budget.PacerStatus, bool)            // this worker's per-second share; false: not paced
 	Consumer func(context.Context) (*jetstream.ConsumerInfo, error)
+	// Halt says why this worker takes no events because DingTalk refused its
+	// configuration (credentials, permission, ip_allowlist); false: it takes them.
+	Halt func() (reason string, halted bool)
 }
 
 // WatchStatus registers, where New registered the metrics, a collector that
@@ -30,6 +33,7 @@ func (t *Telemetry) WatchStatus(s Sources) error {
 		share:      prometheus.NewDesc("provisioner_budget_share_calls", "Calls per API this worker may release per window (its share of DINGTALK_QPS).", nil, nil),
 		workers:    prometheus.NewDesc("provisioner_budget_workers", "Live workers sharing the per-second budget.", nil, nil),
 		pending:    prometheus.NewDesc("provisioner_consumer_pending_messages", "Events in the stream not yet delivered to the durable consumer (its lag).", nil, nil),
+		halted:     prometheus.NewDesc("provisioner_misconfigured", "1 while DingTalk refuses this worker's configuration and it takes no events, by reason (credentials, permission, ip_allowlist), else 0.", []string{"reason"}, nil),
 		ackPending: prometheus.NewDesc("provisioner_consumer_ack_pending_messages", "Events delivered to workers and not yet settled.", nil, nil),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisioner_scrape_errors_total",
 			Help: "Scrapes that could not read a source (budget, consumer)."}, []string{"source"}),
@@ -42,19 +46,20 @@ func (t *Telemetry) WatchStatus(s Sources) error {
 	}
 	t.m.names = append(t.m.names, "provisioner_quota_used_calls", "provisioner_quota_limit_calls", "provisioner_paused",
 		"provisioner_budget_used_calls", "provisioner_budget_share_calls", "provisioner_budget_workers",
-		"provisioner_consumer_pending_messages", "provisioner_consumer_ack_pending_messages", "provisioner_scrape_errors_total")
+		"provisioner_consumer_pending_messages", "provisioner_consumer_ack_pending_messages", "provisioner_scrape_errors_total",
+		"provisioner_misconfigured")
 	return nil
 }
 
 type statusCollector struct {
 	s                                                   Sources
 	quotaUsed, quotaLimit, paused, used, share, workers *prometheus.Desc
-	pending, ackPending                                 *prometheus.Desc
+	pending, ackPending, halted                         *prometheus.Desc
 	errors                                              *prometheus.CounterVec
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.quotaUsed, c.quotaLimit, c.paused, c.used, c.share, c.workers, c.pending, c.ackPending} {
+	for _, d := range []*prometheus.Desc{c.quotaUsed, c.quotaLimit, c.paused, c.used, c.share, c.workers, c.pending, c.ackPending, c.halted} {
 		ch <- d
 	}
 }
@@ -87,6 +92,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			for api, n := range st.Used {
 				gauge(c.used, float64(n), api)
 			}
+		}
+	}
+	if c.s.Halt != nil {
+		if reason, ok := c.s.Halt(); ok {
+			gauge(c.halted, 1, reason)
+		} else {
+			gauge(c.halted, 0, "")
 		}
 	}
 	if c.s.Consumer != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
-	"provisioner/budget"
 	"provisioner/telemetry"
 	"provisioner/worker"
 )
@@ -107,12 +106,13 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 	if err != nil {
 		return err
 	}
-	err = tel.WatchStatus(telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo})
+	halted := func() (string, bool) { h, ok := w.Halted(); return h.Reason, ok }
+	err = tel.WatchStatus(telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo, Halt: halted})
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
 	if e.HTTPAddr != "" {
-		stop, err := serveHTTP(e.HTTPAddr, nc, w.Budget(), tel, log)
+		stop, err := serveHTTP(e.HTTPAddr, nc, w, tel, log)
 		if err != nil {
 			return err
 		}
@@ -122,15 +122,21 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 }
 
 // serveHTTP answers /healthz (the process is up), /readyz (NATS is
-// connected and work is not paused; a pause is reported with its reason and
-// end) and /metrics (Prometheus).
-func serveHTTP(addr string, nc *nats.Conn, keeper *budget.Keeper, tel *telemetry.Telemetry, log zerolog.Logger) (stop func(), err error) {
+// connected, DingTalk accepts this worker's configuration, and work is not
+// paused; a halt or a pause is reported with its reason) and /metrics
+// (Prometheus).
+func serveHTTP(addr string, nc *nats.Conn, wk *worker.Worker, tel *telemetry.Telemetry, log zerolog.Logger) (stop func(), err error) {
+	keeper := wk.Budget()
 	mux := http.NewServeMux()
 	mux.Handle(MetricsPath, promhttp.HandlerFor(tel.Registry(), promhttp.HandlerOpts{ErrorLog: promLog{log}}))
 	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc(ReadyPath, func(w http.ResponseWriter, r *http.Request) {
 		if st := nc.Status(); st != nats.CONNECTED {
 			http.Error(w, "NATS "+st.String(), http.StatusServiceUnavailable)
+			return
+		}
+		if h, ok := wk.Halted(); ok {
+			http.Error(w, fmt.Sprintf("misconfigured: %s since %s: %s", h.Reason, h.Since.UTC().Format(time.RFC3339), h.Detail), http.StatusServiceUnavailable)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

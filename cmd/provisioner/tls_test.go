@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/dingtalk/sim"
+)
+
+// The worker runs the end-to-end flow against a server that requires TLS
+// from a test CA and a user whose permissions are exactly README's worker
+// list; README's plain producer can publish events and read neither the
+// step records nor the results. The password is in no log line.
+func TestTLSAndLeastPrivilege(t *testing.T) {
+	dir := t.TempDir()
+	caFile, certFile, keyFile := writeTestPKI(t, dir)
+	const workerPW, producerPW = "w-0ne-l0ng-passw0rd", "p-an0ther-passw0rd"
+	conf := filepath.Join(dir, "nats.conf")
+	block := readmePermissions(t)
+	text := "WORKER_PASSWORD: \"" + workerPW + "\"\nPRODUCER_PASSWORD: \"" + producerPW + "\"\n" +
+		"tls {\n  cert_file: \"" + certFile + "\"\n  key_file: \"" + keyFile + "\"\n}\n" + block
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("README's authorization block does not load: %v", err)
+	}
+	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
+	opts.JetStream, opts.StoreDir = true, filepath.Join(dir, "js")
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server with TLS not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	url := "tls://" + ns.Addr().String()
+
+	simServer := sim.New(sim.Config{AppKey: "key", AppSecret: "very-secret-value"})
+	srv := httptest.NewServer(simServer)
+	t.Cleanup(srv.Close)
+	validEnv(t)
+	t.Setenv("NATS_URL", url)
+	t.Setenv("NATS_CA", caFile)
+	t.Setenv("NATS_USER", "worker")
+	t.Setenv("NATS_PASSWORD", workerPW)
+	t.Setenv("DINGTALK_BASE_URL", srv.URL)
+	t.Setenv("DINGTALK_API_BASE_URL", srv.URL)
+	t.Setenv("HTTP_ADDR", "")
+	var stdout, stderr syncWriter
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Main{Stdout: &stdout, Stderr: &stderr}).Run(ctx, []string{"run"}) }()
+
+	connect := func(user, pw string) jetstream.JetStream {
+		nc, err := nats.Connect(url, nats.RootCAs(caFile), nats.UserInfo(user, pw), nats.Timeout(5*time.Second))
+		if err != nil {
+			t.Fatalf("connect as %s: %v", user, err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		return js
+	}
+	producer := connect("producer", producerPW)
+	body := []byte(`{"id":"tls-1","project_id":"P","name":"TLS test","owner":"u1","members":["u2"]}`)
+	deadline := time.Now().Add(30 * time.Second)
+	for { // the worker creates the stream when it starts
+		if _, err := producer.Publish(ctx, "project.created", body); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the producer could not publish: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling: the stream does not exist yet
+	}
+	watcher := connect("worker", workerPW)
+	for { // a result is stored
+		s, err := watcher.Stream(ctx, "PROVISIONER_RESULTS")
+		if err == nil && s.CachedInfo().State.Msgs > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no result over TLS: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition: no result yet
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer rcancel()
+	if _, err := producer.KeyValue(rctx, "provisioner_state"); err == nil {
+		t.Error("the producer could open the step records")
+	}
+	if _, err := producer.Stream(rctx, "PROVISIONER_RESULTS"); err == nil {
+		t.Error("the producer could read the results' stream")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	logs := stderr.String()
+	if !strings.Contains(logs, `"message":"group provisioned"`) {
+		t.Errorf("no group provisioned:\n%s", logs)
+	}
+	for _, secret := range []string{workerPW, "very-secret-value"} {
+		if strings.Contains(logs, secret) || strings.Contains(stdout.String(), secret) {
+			t.Errorf("a secret is in the output: %q", secret)
+		}
+	}
+}
+
+// readmePermissions is the nats-server authorization block README.md gives.
+func readmePermissions(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	i, j := strings.Index(s, "<!-- nats-permissions:begin -->"), strings.Index(s, "<!-- nats-permissions:end -->")
+	if i < 0 || j < i {
+		t.Fatal("README.md has no nats-permissions block")
+	}
+	block := s[i:j]
+	block = block[strings.Index(block, "```")+3:]
+	return block[:strings.LastIndex(block, "```")]
+}
+
+// writeTestPKI writes a CA and a server certificate for 127.0.0.1, signed by it.
+func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "provisioner test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	ca, _ := x509.ParseCertificate(caDER)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	write := func(name, typ string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", der), write("server-key.pem", "EC PRIVATE KEY", keyDER)
+}
+
