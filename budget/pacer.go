@@ -360,6 +360,15 @@ type PacerStatus struct {
 	Used     map[string]int       // per API: calls this worker released in the last second
 }
 
+// Share is this worker's share of the per-second budget now: Status's
+// Share, without the rest (the pull loop reads it for every event). Safe
+// for concurrent use.
+func (p *Pacer) Share() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.share
+}
+
 // Status says how the budget is shared now, as this worker sees it.
 func (p *Pacer) Status() PacerStatus {
 	p.mu.Lock()

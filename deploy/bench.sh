@@ -21,8 +21,14 @@
 #                             published to the last result (the budget allows 50 s) and the
 #                             calls refused. COLD=1 publishes as the workers start (their
 #                             start-up in the time) instead of once their shares are up.
+#   deploy/bench.sh cluster   three nats-server processes clustered on loopback, NATS_REPLICAS=3,
+#                             two workers, EVENTS (2,000) events; the node leading the events
+#                             stream is SIGKILLed KILL_AFTER (3) seconds in and never restarted.
+#                             Prints lost, failed, flagged, duplicate groups and the longest
+#                             gap between two results. REPLICAS=1 shows what the setting prevents.
 #
-# Needs only Go; ports 14222 and 18090 on 127.0.0.1 must be free.
+# Needs only Go (and curl for cluster); ports 14222 and 18090 on 127.0.0.1 must be free
+# (cluster: 14221-14223, 16221-16223 and 18221-18223 too).
 set -euo pipefail
 mode=${1:-backlog}
 family=${2:-v1}
@@ -33,7 +39,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -z "${KEEP:-}" ]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 }
 trap cleanup EXIT
 
@@ -47,7 +53,8 @@ case "$mode" in
   qps) events=1000; sim_flags=(-qps 20 -latency 80ms); qps=20 ;;
   shared) events=1000; sim_flags=(-qps 20 -qps-model "$model" -latency 80ms -jitter 20ms); qps=20 ;;
   soak) events=${EVENTS:-10000}; kills=${KILLS:-10}; sim_flags=(-busy 0.2 -bad-gateway 0.02 -latency 8ms); qps=200; log_level=info ;;
-  *) echo "usage: $0 backlog|qps|soak [v1|scene]|shared [model] [workers] [kill]" >&2; exit 2 ;;
+  cluster) events=${EVENTS:-2000}; sim_flags=(-latency 8ms); qps=200; log_level=info ;;
+  *) echo "usage: $0 backlog|qps|soak [v1|scene]|shared [model] [workers] [kill]|cluster" >&2; exit 2 ;;
 esac
 case "$family" in
   v1) export DINGTALK_SCENE_TEMPLATE_ID= ;;
@@ -55,8 +62,18 @@ case "$family" in
   *) echo "usage: $0 backlog|qps|soak [v1|scene]" >&2; exit 2 ;;
 esac
 
-"$work/nats-server" -js -sd "$work/js" -a 127.0.0.1 -p 14222 >"$work/nats.log" 2>&1 &
-pids+=($!)
+if [ "$mode" = cluster ]; then
+  routes=nats://127.0.0.1:16221,nats://127.0.0.1:16222,nats://127.0.0.1:16223
+  node_pids=()
+  for i in 1 2 3; do
+    "$work/nats-server" -n "n$i" -js -sd "$work/js$i" -a 127.0.0.1 -p "1422$i" -m "1822$i" \
+      --cluster_name bench --cluster "nats://127.0.0.1:1622$i" --routes "$routes" >"$work/nats$i.log" 2>&1 &
+    pids+=($!); node_pids+=($!)
+  done
+else
+  "$work/nats-server" -js -sd "$work/js" -a 127.0.0.1 -p 14222 >"$work/nats.log" 2>&1 &
+  pids+=($!)
+fi
 "$work/provisioner" sim -addr 127.0.0.1:18090 "${sim_flags[@]}" >"$work/sim.log" 2>&1 &
 sim_pid=$!
 pids+=($sim_pid)
@@ -64,6 +81,9 @@ export NATS_URL=nats://127.0.0.1:14222 DINGTALK_BASE_URL=http://127.0.0.1:18090
 export DINGTALK_API_BASE_URL=http://127.0.0.1:18090
 export DINGTALK_APP_KEY=demo-key DINGTALK_APP_SECRET=demo-secret DINGTALK_QPS=$qps LOG_LEVEL=$log_level HTTP_ADDR=
 if [ "$mode" = soak ]; then export ACK_WAIT=5s; fi # a killed worker's events come back sooner
+if [ "$mode" = cluster ]; then
+  export NATS_URL=nats://127.0.0.1:14221,nats://127.0.0.1:14222,nats://127.0.0.1:14223 NATS_REPLICAS=${REPLICAS:-3}
+fi
 
 start_worker() {
   "$work/provisioner" run >>"$work/worker.log" 2>&1 &
@@ -109,6 +129,34 @@ if [ "$mode" = shared ]; then
   kill -TERM "$sim_pid"; wait "$sim_pid" || true
   echo "== from the first event published to the last result: $(awk "BEGIN{printf \"%.2f\", $t1-$t0}") s (the budget allows 50 s)"
   echo "== simulator: $(tail -1 "$work/sim.log")"
+  exit 0
+fi
+
+# leader names the node (1-3) leading a stream, from a live node's monitoring port.
+leader() {
+  for i in 1 2 3; do
+    name=$(curl -s "http://127.0.0.1:1822$i/jsz?accounts=true&streams=true" 2>/dev/null | tr -d ' \n' |
+      grep -o "\"name\":\"$1\",\"created[^}]*\"leader\":\"[^\"]*\"" | grep -o '"leader":"[^"]*"' | cut -d'"' -f4 || true)
+    if [ -n "$name" ]; then echo "${name#n}"; return 0; fi
+  done
+  return 1
+}
+
+if [ "$mode" = cluster ]; then
+  victim=$(leader PROVISIONER_EVENTS) || { echo "no leader found for PROVISIONER_EVENTS" >&2; exit 1; }
+  survivor=$(( victim % 3 + 1 ))
+  echo "== three nodes, NATS_REPLICAS=$NATS_REPLICAS, two workers, $events events; n$victim leads the events stream and is SIGKILLed ${KILL_AFTER:-3} s in"
+  start_worker; start_worker
+  # load watches from a node that survives, so that it sees every result
+  NATS_URL=nats://127.0.0.1:1422$survivor "$work/provisioner" load -n "$events" -timeout "${WAIT:-3m}" >"$work/load.log" 2>&1 &
+  load_pid=$!
+  sleep "${KILL_AFTER:-3}"
+  kill -KILL "${node_pids[$((victim - 1))]}"
+  echo "   killed n$victim at $(progress) results"
+  if wait "$load_pid"; then tail -1 "$work/load.log"; echo "== lost: 0"; else tail -1 "$work/load.log"; fi
+  kill -TERM "$sim_pid"; wait "$sim_pid" || true
+  echo "== simulator: $(tail -1 "$work/sim.log")"
+  echo "== worker log: $(grep -c '"level":"error"' "$work/worker.log" || true) error lines, $(grep -c 'pulling events failed' "$work/worker.log" || true) pull failures"
   exit 0
 fi
 

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -61,7 +62,8 @@ func Extract(ctx context.Context, h Header, body []byte) context.Context {
 		TraceParent string `json:"traceparent"`
 		TraceState  string `json:"tracestate"`
 	}
-	if len(body) > 0 && body[0] == '{' && json.Unmarshal(body, &envelope) == nil && envelope.SpecVersion != "" && envelope.TraceParent != "" {
+	// Most events are plain JSON: look for the envelope's key before decoding.
+	if len(body) > 0 && body[0] == '{' && bytes.Contains(body, []byte(`"specversion"`)) && json.Unmarshal(body, &envelope) == nil && envelope.SpecVersion != "" && envelope.TraceParent != "" {
 		return prop.Extract(ctx, mapCarrier{"traceparent": envelope.TraceParent, "tracestate": envelope.TraceState})
 	}
 	return ctx

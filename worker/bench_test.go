@@ -21,8 +21,8 @@ func BenchmarkDrainBacklog(b *testing.B) {
 	const events = 10_000
 	for range b.N {
 		e := newEnv(b, sim.Config{})
-		cfg := worker.Config{}
-		w := e.start(cfg, nil) // creates the streams; the backlog is published while it idles
+		cfg := worker.Config{QPS: 1_000_000} // paced, as in production, with a budget it never reaches
+		w := e.start(cfg, nil)               // creates the streams; the backlog is published while it idles
 		w.stop(b)
 		publishBacklog(b, e, events)
 		start := time.Now()

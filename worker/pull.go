@@ -119,7 +119,7 @@ func (w *Worker) room(ctx context.Context, slots chan struct{}, freed <-chan str
 		limit := cap(slots)
 		var paced <-chan struct{}
 		if w.pacer != nil {
-			limit = min(limit, max(1, w.pacer.Status().Share))
+			limit = min(limit, max(1, w.pacer.Share()))
 			paced = w.pacer.Changed()
 		}
 		_, halted := w.halt.status()

@@ -103,6 +103,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			Limit: max(1, int(w.cfg.QPS)), Storage: w.cfg.Storage, Replicas: w.cfg.Replicas, Log: w.log, Now: w.cfg.Now,
 		})
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting: nothing was taken
+			}
 			return fmt.Errorf("worker: %w", err)
 		}
 		w.pacer = p

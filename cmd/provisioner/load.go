@@ -92,6 +92,7 @@ Flags:
 	fmt.Fprintf(out, "published %d events on %s; waiting for results on %s\n", *n, *subject, *results)
 
 	var first, last time.Time
+	var gap time.Duration // the longest time between two results
 	var t tally
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -102,14 +103,17 @@ Flags:
 			if !t.add(m, *prefix+"-") {
 				continue
 			}
+			now := time.Now()
 			if first.IsZero() {
-				first = time.Now()
+				first = now
+			} else {
+				gap = max(gap, now.Sub(last))
 			}
-			last = time.Now()
+			last = now
 		case <-tick.C:
 			fmt.Fprintf(out, "  %d/%d results %s\n", t.results, *n, t.detail())
 		case <-deadline:
-			return fmt.Errorf("provisioner: load: %d of %d results after %v", t.results, *n, *timeout)
+			return fmt.Errorf("provisioner: load: %d of %d results after %v (%d lost or still pending)", t.results, *n, *timeout, *n-t.results)
 		case <-ctx.Done():
 			return nil
 		}
@@ -119,7 +123,8 @@ Flags:
 	if span > 0 {
 		rate = float64(t.results-1) / span.Seconds()
 	}
-	fmt.Fprintf(out, "%d results %s in %v from the first to the last: %.0f events/s\n", t.results, t.detail(), span.Round(time.Millisecond), rate)
+	fmt.Fprintf(out, "%d results %s in %v from the first to the last: %.0f events/s; longest gap between two results %v\n",
+		t.results, t.detail(), span.Round(time.Millisecond), rate, gap.Round(time.Millisecond))
 	return nil
 }
 
