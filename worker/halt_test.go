@@ -66,3 +66,48 @@ func TestOnlyTheMisconfiguredWorkerStops(t *testing.T) {
 	e.start(testConfig(), nil)
 	checkAllProvisioned(t, e, n)
 }
+
+// A permission the app lacks, or the worker's IP missing from the app's
+// allowlist, halts the worker with that reason and fails nothing; granting
+// the permission or adding the IP lets it resume by itself, and no group is
+// made twice (an event halted at its link resumes at its link).
+func TestRefusedPermissionOrIPHaltsUntilMended(t *testing.T) {
+	tests := []struct {
+		name   string
+		reason string
+		refuse func(e *env)
+		mend   func(e *env)
+	}{
+		{"create permission", dingtalk.MisconfiguredPermission,
+			func(e *env) { e.sim.RevokePermission(e.mode.create) }, func(e *env) { e.sim.GrantPermission(e.mode.create) }},
+		{"link permission", dingtalk.MisconfiguredPermission,
+			func(e *env) { e.sim.RevokePermission(e.mode.link) }, func(e *env) { e.sim.GrantPermission(e.mode.link) }},
+		{"IP allowlist", dingtalk.MisconfiguredIPAllowlist,
+			func(e *env) { e.sim.DenyIP(true) }, func(e *env) { e.sim.DenyIP(false) }},
+	}
+	for _, m := range []mode{legacyMode, v1Mode} {
+		for _, tt := range tests {
+			t.Run(m.name+"/"+tt.name, func(t *testing.T) {
+				const n = 4
+				e := newModeEnv(t, sim.Config{}, m)
+				tt.refuse(e)
+				cfg := testConfig()
+				cfg.ProbeInterval = 100 * time.Millisecond
+				r := e.start(cfg, nil)
+				for i := range n {
+					e.publish("project.created", project(fmt.Sprintf("p%d", i), "m1"))
+				}
+				e.waitFor("the worker to halt", func() bool { _, ok := r.w.Halted(); return ok })
+				if h, _ := r.w.Halted(); h.Reason != tt.reason {
+					t.Errorf("halted for %q, want %q (%s)", h.Reason, tt.reason, h.Detail)
+				}
+				e.waitFor("a probe refused", func() bool { return e.sim.Stats().ConfigRefused >= 2 })
+				if got := e.stored("PROVISIONER_RESULTS"); got != 0 {
+					t.Fatalf("%d results while refused, want none", got)
+				}
+				tt.mend(e)
+				checkAllProvisioned(t, e, n)
+			})
+		}
+	}
+}

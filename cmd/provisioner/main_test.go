@@ -56,6 +56,11 @@ func TestConfigurationErrors(t *testing.T) {
 		{"retention", "RETENTION", "1m", "RETENTION must be at least 1h"},
 		{"API family", "DINGTALK_API", "v2", "DINGTALK_API must be v1"},
 		{"API base URL", "DINGTALK_API_BASE_URL", "api.dingtalk.com", "DINGTALK_API_BASE_URL must be an absolute http(s) URL"},
+		{"replicas", "NATS_REPLICAS", "7", "NATS_REPLICAS must be 1 to 5"},
+		{"CA file", "NATS_CA", "/nonexistent/ca.pem", "NATS_CA names a file that cannot be read: /nonexistent/ca.pem"},
+		{"certificate without key", "NATS_CERT", "/nonexistent/cert.pem", "NATS_CERT and NATS_KEY go together"},
+		{"user without password", "NATS_USER", "worker", "NATS_USER and NATS_PASSWORD go together"},
+		{"credentials file", "NATS_CREDS", "/nonexistent/x.creds", "NATS_CREDS names a file that cannot be read"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -25,6 +27,9 @@ const (
 	ReadyPath   = "/readyz"
 	MetricsPath = "/metrics"
 )
+
+// defaultGOGC is the worker's garbage-collection target unless GOGC is set.
+const defaultGOGC = 400
 
 // promLog sends the metrics handler's errors to the structured log.
 type promLog struct{ log zerolog.Logger }
@@ -53,6 +58,12 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	}
 	level, _ := zerolog.ParseLevel(strings.ToLower(e.LogLevel))
 	log := zerolog.New(c.main.Stderr).Level(level).With().Timestamp().Str("service", "provisioner").Logger()
+	if os.Getenv("GOGC") == "" {
+		// The worker's live heap is a few MB, so Go's default collects after
+		// every few MB of garbage: a quarter of its CPU draining a backlog
+		// (docs/performance.md). GOGC set in the environment wins.
+		debug.SetGCPercent(defaultGOGC)
+	}
 	return runWorker(ctx, log, e)
 }
 

@@ -29,6 +29,8 @@ const (
 	tokenMissing
 	tokenInvalid
 	tokenExpired
+	permissionDenied
+	ipNotAllowed
 )
 
 // shape is how each family answers a problem: the old one with an errcode
@@ -58,6 +60,8 @@ var shapes = map[problem]shape{
 	tokenMissing:     {40014, 400, "AuthenticationFailed.MissingParameter", true},
 	tokenInvalid:     {40014, 401, "InvalidAuthentication", false},
 	tokenExpired:     {42001, 401, "InvalidAuthentication", false},
+	permissionDenied: {43007, 403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", true},
+	ipNotAllowed:     {60020, 403, "Forbidden.AccessDenied.IpNotInWhiteList", true},
 }
 
 // answer is an endpoint's outcome: fields to return, or a refusal.

@@ -83,6 +83,7 @@ type Stats struct {
 	Banned        int            // calls answered with an IP ban (see Ban)
 	QuotaRefused  int            // calls refused for the monthly quota
 	QuotaUsed     int            // calls counted against the monthly quota
+	ConfigRefused int            // calls refused for the app's configuration (RevokePermission, DenyIP)
 	GroupsCreated int
 	Duplicates    int // creates whose name, owner and members equal an earlier group's
 	UUIDRepeats   int // scene creates whose uuid was used before (no group made)
@@ -121,6 +122,8 @@ type Server struct {
 	byCID    map[string]*Group // by open conversation id
 	byUUID   map[string]*Group
 	banned   time.Time       // every call is refused as from a banned IP until then
+	revoked  map[string]bool // APIs the app has lost the permission of
+	ipDenied bool            // the caller's IP is not on the app's allowlist
 	order    []string        // chat ids in creation order
 	seen     map[string]bool // name|owner|sorted members of every created group
 }
@@ -294,6 +297,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// is being served, as on a real server: a client killed with a request
 	// on the wire may have made its effect.
 	time.Sleep(f.Latency)
+	if a, refused := s.refuseApp(api, rt); refused {
+		s.write(w, rt, a)
+		return
+	}
 	if a, refused := s.injectFault(api, rt, f); refused {
 		s.write(w, rt, a)
 		return
@@ -318,6 +325,52 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.write(w, rt, a)
+}
+
+// RevokePermission makes DingTalk refuse api (e.g. "v1.0/im/group/create")
+// as for an app that lacks its permission: 43007, or v1.0's 403
+// Forbidden.AccessDenied.AccessTokenPermissionDenied naming the permission.
+// GrantPermission undoes it.
+func (s *Server) RevokePermission(api string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.revoked == nil {
+		s.revoked = map[string]bool{}
+	}
+	s.revoked[api] = true
+}
+
+// GrantPermission gives the app api's permission back.
+func (s *Server) GrantPermission(api string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.revoked, api)
+}
+
+// DenyIP makes DingTalk refuse every call, token calls included, as from an
+// IP missing from the app's allowlist (60020, or v1.0's 403
+// Forbidden.AccessDenied.IpNotInWhiteList); false allows it again. Whether
+// DingTalk checks the allowlist on token calls is undocumented; refusing
+// them too is the stricter model.
+func (s *Server) DenyIP(denied bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ipDenied = denied
+}
+
+// refuseApp refuses a call that the app's own configuration does not allow.
+func (s *Server) refuseApp(api string, rt route) (answer, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.ipDenied:
+		s.stats.ConfigRefused++
+		return fail(ipNotAllowed, "访问ip不在白名单之中, request ip=192.0.2.10"), true
+	case !rt.token && s.revoked[api]:
+		s.stats.ConfigRefused++
+		return fail(permissionDenied, "应用尚未开通所需的权限：[qyapi_chat_manage]"), true
+	}
+	return answer{}, false
 }
 
 // injectFault decides, in the order a real gateway would, whether this call

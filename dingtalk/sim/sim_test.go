@@ -383,3 +383,50 @@ func TestBan(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// The app's own configuration refused: a reset secret, a revoked
+// permission, an IP off the allowlist, each in both families' shapes.
+func TestConfigurationRefusals(t *testing.T) {
+	h := setup(t, sim.Config{})
+	v1 := func(api, body string) map[string]any {
+		req, _ := http.NewRequest("POST", h.url+"/"+api, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("x-acs-dingtalk-access-token", h.token)
+		return h.send(req)
+	}
+	create := `{"name":"n","owner":"u1","useridlist":["u1"]}`
+
+	h.s.RevokePermission("chat/create")
+	if r := h.post("chat/create", create); code(r) != 43007 {
+		t.Errorf("revoked chat/create: errcode %d, want 43007", code(r))
+	}
+	h.s.RevokePermission("v1.0/im/group/create")
+	if r := v1("v1.0/im/group/create", `{"name":"n","owner":"u1","useridlist":["u1"]}`); r["http_status"] != float64(403) ||
+		r["Code"] != "Forbidden.AccessDenied.AccessTokenPermissionDenied" {
+		t.Errorf("revoked v1 create: %v, want 403 AccessTokenPermissionDenied", r)
+	}
+	h.s.GrantPermission("chat/create")
+	if r := h.post("chat/create", create); code(r) != 0 {
+		t.Errorf("granted again: %v", r)
+	}
+
+	h.s.DenyIP(true)
+	if r := h.do("GET", "/gettoken?appkey=key&appsecret=secret", "", ""); code(r) != 60020 {
+		t.Errorf("IP denied, gettoken: errcode %d, want 60020", code(r))
+	}
+	if r := v1("v1.0/oauth2/accessToken", `{"appKey":"key","appSecret":"secret"}`); r["Code"] != "Forbidden.AccessDenied.IpNotInWhiteList" {
+		t.Errorf("IP denied, v1 token: %v, want 403 IpNotInWhiteList", r)
+	}
+	h.s.DenyIP(false)
+
+	h.s.ResetSecret("new-secret")
+	if r := h.do("GET", "/gettoken?appkey=key&appsecret=secret", "", ""); code(r) != 40089 {
+		t.Errorf("after a reset, the old secret: errcode %d, want 40089", code(r))
+	}
+	if r := h.do("GET", "/gettoken?appkey=key&appsecret=new-secret", "", ""); r["access_token"] == nil {
+		t.Errorf("after a reset, the new secret: %v", r)
+	}
+	if got := h.s.Stats().ConfigRefused; got != 4 {
+		t.Errorf("ConfigRefused %d, want 4", got)
+	}
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/dingtalk/sim"
+	"provisioner/internal/natstest"
+)
+
+// A worker started with a wrong app secret against a backlog fails no event
+// and is not ready, saying credentials; restarted with the right secret,
+// every event is provisioned.
+func TestWrongSecretFailsNoEvent(t *testing.T) {
+	const n = 5
+	ns := natstest.Server(t)
+	simServer := sim.New(sim.Config{AppKey: "key", AppSecret: "the-right-secret"})
+	srv := httptest.NewServer(simServer)
+	t.Cleanup(srv.Close)
+	validEnv(t) // its secret is not the sim's
+	t.Setenv("NATS_URL", ns.ClientURL())
+	t.Setenv("DINGTALK_BASE_URL", srv.URL)
+	t.Setenv("DINGTALK_API_BASE_URL", srv.URL)
+	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
+	var stdout, stderr syncWriter
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Main{Stdout: &stdout, Stderr: &stderr}).Run(ctx, []string{"run"}) }()
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < n; {
+		body := fmt.Sprintf(`{"id":"ws-%d","project_id":"P%d","name":"Wrong secret %d","owner":"u1","members":["u2"]}`, i, i, i)
+		if _, err := js.Publish(ctx, "project.created", []byte(body)); err == nil {
+			i++
+		} else if !errors.Is(err, jetstream.ErrNoStreamResponse) || time.Now().After(deadline) {
+			t.Fatalf("publish: %v", err)
+		} else {
+			time.Sleep(20 * time.Millisecond) // the worker creates the stream when it starts
+		}
+	}
+	addr := healthAddr(t, &stderr)
+	var body string
+	for { // not ready, saying why
+		code, b := get(t, "http://"+addr+"/readyz")
+		if body = b; code == http.StatusServiceUnavailable && strings.Contains(b, "misconfigured: credentials") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz answered %d %q, want 503 misconfigured: credentials\n%s", code, b, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+	}
+	if !strings.Contains(body, "invalidClientIdOrSecret") {
+		t.Errorf("/readyz does not say what DingTalk answered: %q", body)
+	}
+	if _, metrics := get(t, "http://"+addr+"/metrics"); !strings.Contains(metrics, `provisioner_misconfigured{reason="credentials"} 1`) {
+		t.Error("/metrics does not show provisioner_misconfigured{reason=\"credentials\"} 1")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, stream := range []string{"PROVISIONER_RESULTS", "PROVISIONER_DEAD_LETTERS"} {
+		if got := streamMsgs(t, js, stream); got != 0 {
+			t.Errorf("%s holds %d messages after the refused secret, want 0", stream, got)
+		}
+	}
+
+	// Restarted with the right secret: every event provisioned.
+	t.Setenv("DINGTALK_APP_SECRET", "the-right-secret")
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	var stderr2 syncWriter
+	go func() { done <- (&Main{Stdout: &stdout, Stderr: &stderr2}).Run(ctx, []string{"run"}) }()
+	for streamMsgs(t, js, "PROVISIONER_RESULTS") < n {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("results after the restart: %d, want %d\n%s", streamMsgs(t, js, "PROVISIONER_RESULTS"), n, stderr2.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got := len(simServer.Groups()); got != n {
+		t.Errorf("%d groups, want %d", got, n)
+	}
+	if strings.Contains(stderr.String()+stderr2.String(), "the-right-secret") {
+		t.Error("the app secret is in the logs")
+	}
+}
+
+func healthAddr(t *testing.T, logs *syncWriter) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var l struct{ Message, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Message, "serving /healthz") {
+				return l.Addr
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling: the server is not up yet
+	}
+	t.Fatalf("no health server in the log:\n%s", logs.String())
+	return ""
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func streamMsgs(t *testing.T, js jetstream.JetStream, name string) int {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	return int(info.State.Msgs)
+}
