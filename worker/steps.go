@@ -17,9 +17,9 @@ import (
 
 // provision runs the steps this event still lacks, recording each before the
 // next: create (with as many members as one call takes) → add the rest in
-// batches → fetch the join link → publish the result. A resumed event skips
-// what its record already holds, so a group is never created for an event
-// with a chatid.
+// batches → fetch the join link → record it with the result → publish. A
+// resumed event skips what its record already holds, so a group is never
+// created for an event with a chatid.
 func (w *Worker) provision(ctx context.Context, stopping <-chan struct{}, j *job) error {
 	if err := w.createGroup(ctx, stopping, j); err != nil {
 		return err
@@ -27,10 +27,11 @@ func (w *Worker) provision(ctx context.Context, stopping <-chan struct{}, j *job
 	if err := w.addMembers(ctx, stopping, j); err != nil {
 		return err
 	}
-	if err := w.fetchLink(ctx, stopping, j); err != nil {
+	link, err := w.fetchLink(ctx, stopping, j)
+	if err != nil {
 		return err
 	}
-	return w.publishProvisioned(ctx, j)
+	return w.publishProvisioned(ctx, j, link)
 }
 
 // createGroup creates the group unless the record holds one. The record says
@@ -157,12 +158,13 @@ func nextBatch(members []string, from int, present map[string]bool, n int) ([]st
 	return batch, i
 }
 
-// fetchLink records the group's join link, shared by the owner.
-func (w *Worker) fetchLink(ctx context.Context, stopping <-chan struct{}, j *job) error {
-	c := j.held()
-	rec := c.snapshot()
+// fetchLink returns the group's join link, shared by the owner: the one the
+// record holds, or a new one from DingTalk. It is recorded with the result,
+// in one write (see publishProvisioned).
+func (w *Worker) fetchLink(ctx context.Context, stopping <-chan struct{}, j *job) (string, error) {
+	rec := j.held().snapshot()
 	if rec.InviteURL != "" {
-		return nil
+		return rec.InviteURL, nil
 	}
 	grp := dingtalk.Group{ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID}
 	var link string
@@ -170,18 +172,20 @@ func (w *Worker) fetchLink(ctx context.Context, stopping <-chan struct{}, j *job
 		link, err = w.groups.JoinLink(ctx, grp, j.ev.Owner)
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	return c.update(ctx, func(r *record) { r.Step, r.InviteURL = stepLinked, link })
+	return link, err
 }
 
-func (w *Worker) publishProvisioned(ctx context.Context, j *job) error {
+// publishProvisioned records the link and the result in one write, then
+// publishes the result. A worker that dies between the two leaves a record
+// that says done: the next delivery publishes the same result, with the same
+// message id, and calls DingTalk no more. (A write that fails is kept in the
+// claim, and the release that follows records it.)
+func (w *Worker) publishProvisioned(ctx context.Context, j *job, link string) error {
 	ev, c := j.ev, j.held()
 	rec := c.snapshot()
 	res := messages.Provisioned{
 		ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
-		ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID, InviteURL: rec.InviteURL,
+		ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID, InviteURL: link,
 		Name: messages.GroupName(ev.Name, w.groups.Limits().NameRunes), Owner: ev.Owner, MemberCount: len(ev.Members), Attempts: rec.Attempts,
 		Metadata: ev.Metadata, ProvisionedAt: w.cfg.Now().UTC(), PossibleDuplicate: rec.PossibleDuplicate,
 	}
@@ -190,11 +194,13 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
-	if err := w.publish(ctx, w.cfg.ProvisionedSubject, msgID(w.cfg.ProvisionedSubject, j.key), data); err != nil {
+	err = c.update(ctx, func(r *record) {
+		r.Step, r.InviteURL, r.ResultSubject, r.Result = stepDone, link, w.cfg.ProvisionedSubject, data
+	})
+	if err != nil {
 		return err
 	}
-	err = c.update(ctx, func(r *record) { r.Step, r.ResultSubject, r.Result = stepDone, w.cfg.ProvisionedSubject, data })
-	if err != nil && !errors.Is(err, errClaimLost) {
+	if err := w.publish(ctx, w.cfg.ProvisionedSubject, msgID(w.cfg.ProvisionedSubject, j.key), data); err != nil {
 		return err
 	}
 	flag(j.log.Info().Str("event_id", ev.ID).Str("chatid", rec.ChatID).Int("members", len(ev.Members)).
