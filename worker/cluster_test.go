@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,7 +181,7 @@ func TestReplicasAreRaisedNeverLowered(t *testing.T) {
 			}
 		}
 	}
-	if !containsLine(ce.logs.all(), `"stream":"PROVISIONER_EVENTS","from":1,"to":3`) {
+	if countLines(ce.logs.all(), `"stream":"PROVISIONER_EVENTS","from":1,"to":3`) == 0 {
 		t.Errorf("no log line says the events stream was raised from 1 to 3:\n%s", ce.logs.tail(20))
 	}
 }
@@ -284,14 +283,6 @@ func checkOneResultEach(t *testing.T, ce *clusterEnv, n int) {
 	}
 }
 
-func containsLine(lines []string, part string) bool {
-	for _, l := range lines {
-		if strings.Contains(l, part) {
-			return true
-		}
-	}
-	return false
-}
 
 // Why NATS_REPLICAS exists: with one replica, losing the node that holds the
 // events stream stalls every event not yet taken, for as long as the node
@@ -332,5 +323,30 @@ func TestNodeLossWithOneReplicaStalls(t *testing.T) {
 		t.Logf("with one replica, the results stream went down with the node: no result of %d events can be read", n)
 	} else {
 		t.Logf("with one replica, %d of %d events are stranded while the node is down", n-last, n)
+	}
+}
+
+// A stream the producers own is left as it is, with one warning when it
+// keeps fewer replicas than the worker's.
+func TestAProducersStreamIsLeftAlone(t *testing.T) {
+	ce := newClusterEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := ce.js.CreateStream(ctx, jetstream.StreamConfig{Name: "HR_EVENTS", Subjects: []string{"project.created", "event.scheduled"}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.Replicas = 3
+	if _, err := ce.newWorker(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := ce.replicas("HR_EVENTS"); got != 1 {
+		t.Errorf("the producer's stream has %d replicas, want its own 1", got)
+	}
+	if got := ce.replicas("PROVISIONER_RESULTS"); got != 3 {
+		t.Errorf("the worker's results stream has %d replicas, want 3", got)
+	}
+	if n := countLines(ce.logs.all(), `"stream":"HR_EVENTS","replicas":1,"wanted":3`); n != 1 {
+		t.Errorf("%d warnings about the producer's stream, want 1:\n%s", n, ce.logs.tail(10))
 	}
 }
