@@ -283,7 +283,6 @@ func checkOneResultEach(t *testing.T, ce *clusterEnv, n int) {
 	}
 }
 
-
 // Why NATS_REPLICAS exists: with one replica, losing the node that holds the
 // events stream stalls every event not yet taken, for as long as the node
 // stays down.
