@@ -23,6 +23,7 @@ type Halt struct {
 type halt struct {
 	mu      sync.Mutex
 	cur     *Halt
+	api     string        // the API refused; for a permission, only its success resumes
 	probeAt time.Time     // when the pull loop may take one event to try again
 	probing bool          // that event is out
 	changed chan struct{} // closed at each change
@@ -37,19 +38,20 @@ func (h *halt) stop(de *dingtalk.Error, now time.Time, every time.Duration) bool
 	defer h.mu.Unlock()
 	first := h.cur == nil
 	if first {
-		h.cur = &Halt{Reason: de.Misconfiguration(), Detail: de.Error(), Since: now}
+		h.cur, h.api = &Halt{Reason: de.Misconfiguration(), Detail: de.Error(), Since: now}, de.API
 	}
 	h.probeAt, h.probing = now.Add(every), false
 	h.signal()
 	return first
 }
 
-// resume clears the stop after a call got through, and reports whether
-// there was one.
-func (h *halt) resume() (Halt, bool) {
+// resume clears the stop after a call to api got through, and reports
+// whether there was one. Any call proves credentials and the IP allowlist
+// mended; a permission is mended only when its own API answers.
+func (h *halt) resume(api string) (Halt, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.cur == nil {
+	if h.cur == nil || (h.cur.Reason == dingtalk.MisconfiguredPermission && api != h.api) {
 		return Halt{}, false
 	}
 	was := *h.cur

@@ -127,19 +127,19 @@ func (w *Worker) room(ctx context.Context, slots chan struct{}, freed <-chan str
 		if allowed > 0 {
 			return allowed, halted
 		}
-		var timer <-chan time.Time
+		var probe <-chan time.Time
+		t := time.NewTimer(wake)
 		if wake > 0 {
-			t := time.NewTimer(wake)
-			defer t.Stop()
-			timer = t.C
+			probe = t.C
 		}
 		select {
 		case <-freed:
 		case <-paced:
 		case <-halting:
-		case <-timer:
+		case <-probe:
 		case <-ctx.Done():
 		}
+		t.Stop()
 	}
 	return 0, false
 }

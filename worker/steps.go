@@ -223,6 +223,8 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 	)
 	deadline := c.snapshot().FirstAttemptAt.Add(w.cfg.RetryBudget)
 	ctx = dingtalk.WithBeforeSend(ctx, w.spend) // outermost: a call the budget refuses is never on the wire
+	var sent string                             // the last API called, for the halt
+	ctx = dingtalk.WithBeforeSend(ctx, func(_ context.Context, api string) error { sent = api; return nil })
 	for {
 		err := fn(ctx)
 		var de *dingtalk.Error
@@ -239,7 +241,7 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 		}
 		switch {
 		case err == nil:
-			if was, ok := w.halt.resume(); ok {
+			if was, ok := w.halt.resume(sent); ok {
 				w.log.Info().Str("reason", was.Reason).Dur("halted_for", w.cfg.Now().Sub(was.Since)).
 					Msg("DingTalk accepts this worker's configuration again: taking events")
 			}
