@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -40,19 +41,12 @@ type Ensurer struct {
 func (e *Ensurer) replicas() int { return max(1, e.Replicas) }
 
 // Stream creates the stream cfg describes, or updates it to cfg. Its
-// replicas are cfg's wanted count or the stream's own, whichever is more.
+// replicas are the wanted count or the stream's own, whichever is more.
 func (e *Ensurer) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	var s jetstream.Stream
-	err := e.Retry(ctx, fmt.Sprintf("stream %q", cfg.Name), func(ctx context.Context) error {
-		have, err := e.currentReplicas(ctx, cfg.Name)
-		if err != nil {
-			return err
-		}
-		cfg.Replicas = max(e.replicas(), have)
+	err := e.ensure(ctx, "stream", cfg.Name, cfg.Name, func(ctx context.Context, replicas int) (err error) {
+		cfg.Replicas = replicas
 		s, err = e.JS.CreateOrUpdateStream(ctx, cfg)
-		if err == nil {
-			e.logRaise("stream", cfg.Name, have, cfg.Replicas)
-		}
 		return err
 	})
 	return s, err
@@ -62,19 +56,32 @@ func (e *Ensurer) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetst
 // replicas as Stream does.
 func (e *Ensurer) KeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
-	err := e.Retry(ctx, fmt.Sprintf("key-value bucket %q", cfg.Bucket), func(ctx context.Context) error {
-		have, err := e.currentReplicas(ctx, "KV_"+cfg.Bucket)
-		if err != nil {
-			return err
-		}
-		cfg.Replicas = max(e.replicas(), have)
+	err := e.ensure(ctx, "bucket", cfg.Bucket, "KV_"+cfg.Bucket, func(ctx context.Context, replicas int) (err error) {
+		cfg.Replicas = replicas
 		kv, err = e.JS.CreateOrUpdateKeyValue(ctx, cfg)
-		if err == nil {
-			e.logRaise("bucket", cfg.Bucket, have, cfg.Replicas)
-		}
 		return err
 	})
 	return kv, err
+}
+
+// ensure reads the replicas of stream (the one behind the asset called
+// name), has create make or update the asset with the wanted count or that
+// one, whichever is more, and logs a raise; field is "stream" or "bucket".
+func (e *Ensurer) ensure(ctx context.Context, field, name, stream string, create func(context.Context, int) error) error {
+	return e.Retry(ctx, field+" "+strconv.Quote(name), func(ctx context.Context) error {
+		have, err := e.currentReplicas(ctx, stream)
+		if err != nil {
+			return err
+		}
+		want := max(e.replicas(), have)
+		if err := create(ctx, want); err != nil {
+			return err
+		}
+		if have > 0 && want > have {
+			e.Log.Info().Str(field, name).Int("from", have).Int("to", want).Msg("replicas raised to NATS_REPLICAS")
+		}
+		return nil
+	})
 }
 
 // CheckForeign warns, once, when a stream the provisioner reads but does not
@@ -103,13 +110,6 @@ func (e *Ensurer) currentReplicas(ctx context.Context, stream string) (int, erro
 		return 0, err
 	}
 	return max(1, s.CachedInfo().Config.Replicas), nil
-}
-
-// logRaise logs a raise; field is "stream" or "bucket".
-func (e *Ensurer) logRaise(field, name string, from, to int) {
-	if from > 0 && to > from {
-		e.Log.Info().Str(field, name).Int("from", from).Int("to", to).Msg("replicas raised to NATS_REPLICAS")
-	}
 }
 
 // Retry runs fn, each call under a context bounded by the request timeout,

@@ -79,7 +79,18 @@ func newModeEnv(t testing.TB, simCfg sim.Config, m mode) *env {
 // newGroups makes a client of the env's mode capped at qps (0: no cap) and its groups.
 func (e *env) newGroups(qps float64) (*dingtalk.Client, dingtalk.Groups) {
 	e.t.Helper()
-	c, err := dingtalk.NewClient(dingtalk.Options{Family: e.mode.family, BaseURL: e.simURL, APIBaseURL: e.simURL, AppKey: "key", AppSecret: "secret", QPS: qps})
+	return e.groupsFor("secret", qps)
+}
+
+// newGroupsWith makes a client of the env's mode with another app secret.
+func (e *env) newGroupsWith(secret string) (*dingtalk.Client, dingtalk.Groups) {
+	e.t.Helper()
+	return e.groupsFor(secret, 0)
+}
+
+func (e *env) groupsFor(secret string, qps float64) (*dingtalk.Client, dingtalk.Groups) {
+	e.t.Helper()
+	c, err := dingtalk.NewClient(dingtalk.Options{Family: e.mode.family, BaseURL: e.simURL, APIBaseURL: e.simURL, AppKey: "key", AppSecret: secret, QPS: qps})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -295,23 +306,6 @@ func members(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s%d", prefix, i)
 	}
 	return out
-}
-
-// newGroupsWith makes a client of the env's mode with another app secret.
-func (e *env) newGroupsWith(secret string) (*dingtalk.Client, dingtalk.Groups) {
-	e.t.Helper()
-	c, err := dingtalk.NewClient(dingtalk.Options{Family: e.mode.family, BaseURL: e.simURL, APIBaseURL: e.simURL, AppKey: "key", AppSecret: secret})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if !e.mode.scene {
-		return c, dingtalk.NewChatGroups(c)
-	}
-	g, err := dingtalk.NewSceneGroups(c, testTemplate)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return c, g
 }
 
 // stored is how many messages a stream holds.

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"provisioner/dingtalk/sim"
 	"provisioner/internal/natstest"
 )
 
@@ -25,18 +22,8 @@ import (
 func TestWrongSecretFailsNoEvent(t *testing.T) {
 	const n = 5
 	ns := natstest.Server(t)
-	simServer := sim.New(sim.Config{AppKey: "key", AppSecret: "the-right-secret"})
-	srv := httptest.NewServer(simServer)
-	t.Cleanup(srv.Close)
-	validEnv(t) // its secret is not the sim's
-	t.Setenv("NATS_URL", ns.ClientURL())
-	t.Setenv("DINGTALK_BASE_URL", srv.URL)
-	t.Setenv("DINGTALK_API_BASE_URL", srv.URL)
-	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
-	var stdout, stderr syncWriter
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Main{Stdout: &stdout, Stderr: &stderr}).Run(ctx, []string{"run"}) }()
+	simServer := simFor(t, ns.ClientURL(), "the-right-secret") // the worker's is validEnv's
+	r := startRun(t)
 
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
@@ -44,18 +31,12 @@ func TestWrongSecretFailsNoEvent(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; i < n; {
+	for i := range n {
 		body := fmt.Sprintf(`{"id":"ws-%d","project_id":"P%d","name":"Wrong secret %d","owner":"u1","members":["u2"]}`, i, i, i)
-		if _, err := js.Publish(ctx, "project.created", []byte(body)); err == nil {
-			i++
-		} else if !errors.Is(err, jetstream.ErrNoStreamResponse) || time.Now().After(deadline) {
-			t.Fatalf("publish: %v", err)
-		} else {
-			time.Sleep(20 * time.Millisecond) // the worker creates the stream when it starts
-		}
+		publishWhenReady(t, js, "project.created", []byte(body))
 	}
-	addr := healthAddr(t, &stderr)
+	deadline := time.Now().Add(30 * time.Second)
+	addr := healthAddr(t, &r.stderr)
 	var body string
 	for { // not ready, saying why
 		code, b := get(t, "http://"+addr+"/readyz")
@@ -63,7 +44,7 @@ func TestWrongSecretFailsNoEvent(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/readyz answered %d %q, want 503 misconfigured: credentials\n%s", code, b, stderr.String())
+			t.Fatalf("/readyz answered %d %q, want 503 misconfigured: credentials\n%s", code, b, r.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition
 	}
@@ -73,10 +54,7 @@ func TestWrongSecretFailsNoEvent(t *testing.T) {
 	if _, metrics := get(t, "http://"+addr+"/metrics"); !strings.Contains(metrics, `provisioner_misconfigured{reason="credentials"} 1`) {
 		t.Error("/metrics does not show provisioner_misconfigured{reason=\"credentials\"} 1")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	r.stop(t)
 	for _, stream := range []string{"PROVISIONER_RESULTS", "PROVISIONER_DEAD_LETTERS"} {
 		if got := streamMsgs(t, js, stream); got != 0 {
 			t.Errorf("%s holds %d messages after the refused secret, want 0", stream, got)
@@ -85,24 +63,18 @@ func TestWrongSecretFailsNoEvent(t *testing.T) {
 
 	// Restarted with the right secret: every event provisioned.
 	t.Setenv("DINGTALK_APP_SECRET", "the-right-secret")
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	var stderr2 syncWriter
-	go func() { done <- (&Main{Stdout: &stdout, Stderr: &stderr2}).Run(ctx, []string{"run"}) }()
+	r2 := startRun(t)
 	for streamMsgs(t, js, "PROVISIONER_RESULTS") < n {
 		if time.Now().After(deadline.Add(30 * time.Second)) {
-			t.Fatalf("results after the restart: %d, want %d\n%s", streamMsgs(t, js, "PROVISIONER_RESULTS"), n, stderr2.String())
+			t.Fatalf("results after the restart: %d, want %d\n%s", streamMsgs(t, js, "PROVISIONER_RESULTS"), n, r2.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	r2.stop(t)
 	if got := len(simServer.Groups()); got != n {
 		t.Errorf("%d groups, want %d", got, n)
 	}
-	if strings.Contains(stderr.String()+stderr2.String(), "the-right-secret") {
+	if strings.Contains(r.stderr.String()+r2.stderr.String(), "the-right-secret") {
 		t.Error("the app secret is in the logs")
 	}
 }

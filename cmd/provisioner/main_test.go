@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"provisioner/dingtalk/sim"
 	"provisioner/internal/natstest"
 )
 
@@ -144,19 +141,8 @@ func TestDemoPrintsInviteLinks(t *testing.T) {
 
 func TestRunWorksEventsUntilCancelled(t *testing.T) {
 	ns := natstest.Server(t)
-	simServer := sim.New(sim.Config{AppKey: "key", AppSecret: "very-secret-value"})
-	srv := httptest.NewServer(simServer)
-	t.Cleanup(srv.Close)
-
-	validEnv(t)
-	t.Setenv("NATS_URL", ns.ClientURL())
-	t.Setenv("DINGTALK_BASE_URL", srv.URL)
-	t.Setenv("DINGTALK_API_BASE_URL", srv.URL)
-	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
-	var stdout, stderr syncWriter
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Main{Stdout: &stdout, Stderr: &stderr}).Run(ctx, []string{"run"}) }()
+	simFor(t, ns.ClientURL(), "very-secret-value")
+	r := startRun(t)
 
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
@@ -168,25 +154,13 @@ func TestRunWorksEventsUntilCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	js, _ := jetstream.New(nc)
-	body := []byte(`{"id":"run-1","project_id":"P","name":"Run test","owner":"u1","members":["u2"]}`)
-	deadline := time.Now().Add(30 * time.Second)
-	for { // the worker creates the stream when it starts
-		if _, err := js.Publish(ctx, "project.created", body); err == nil {
-			break
-		} else if !errors.Is(err, jetstream.ErrNoStreamResponse) || time.Now().After(deadline) {
-			t.Fatalf("publish: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	publishWhenReady(t, js, "project.created", []byte(`{"id":"run-1","project_id":"P","name":"Run test","owner":"u1","members":["u2"]}`))
 	if _, err := sub.NextMsg(30 * time.Second); err != nil {
-		t.Fatalf("no result: %v\n%s", err, stderr.String())
+		t.Fatalf("no result: %v\n%s", err, r.stderr.String())
 	}
-	checkReadiness(t, stderr.String())
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	logs := stderr.String()
+	checkReadiness(t, r.stderr.String())
+	r.stop(t)
+	logs := r.stderr.String()
 	for _, want := range []string{`"message":"group provisioned"`, `"event_id":"run-1"`, `"message":"worker stopped"`, `serving /healthz`, `"dingtalk_api":"v1 (`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)

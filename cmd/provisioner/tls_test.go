@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,8 +19,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"provisioner/dingtalk/sim"
 )
 
 // The worker runs the end-to-end flow against a server that requires TLS
@@ -56,21 +53,13 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	url := "tls://" + ns.Addr().String()
 
-	simServer := sim.New(sim.Config{AppKey: "key", AppSecret: "very-secret-value"})
-	srv := httptest.NewServer(simServer)
-	t.Cleanup(srv.Close)
-	validEnv(t)
-	t.Setenv("NATS_URL", url)
+	simFor(t, url, "very-secret-value")
 	t.Setenv("NATS_CA", caFile)
 	t.Setenv("NATS_USER", "worker")
 	t.Setenv("NATS_PASSWORD", workerPW)
-	t.Setenv("DINGTALK_BASE_URL", srv.URL)
-	t.Setenv("DINGTALK_API_BASE_URL", srv.URL)
 	t.Setenv("HTTP_ADDR", "")
-	var stdout, stderr syncWriter
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&Main{Stdout: &stdout, Stderr: &stderr}).Run(ctx, []string{"run"}) }()
+	r := startRun(t)
+	ctx := context.Background()
 
 	connect := func(user, pw string) jetstream.JetStream {
 		nc, err := nats.Connect(url, nats.RootCAs(caFile), nats.UserInfo(user, pw), nats.Timeout(5*time.Second))
@@ -82,16 +71,8 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 		return js
 	}
 	producer := connect("producer", producerPW)
-	body := []byte(`{"id":"tls-1","project_id":"P","name":"TLS test","owner":"u1","members":["u2"]}`)
+	publishWhenReady(t, producer, "project.created", []byte(`{"id":"tls-1","project_id":"P","name":"TLS test","owner":"u1","members":["u2"]}`))
 	deadline := time.Now().Add(30 * time.Second)
-	for { // the worker creates the stream when it starts
-		if _, err := producer.Publish(ctx, "project.created", body); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("the producer could not publish: %v\n%s", err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling: the stream does not exist yet
-	}
 	watcher := connect("worker", workerPW)
 	for { // a result is stored
 		s, err := watcher.Stream(ctx, "PROVISIONER_RESULTS")
@@ -99,7 +80,7 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no result over TLS: %v\n%s", err, stderr.String())
+			t.Fatalf("no result over TLS: %v\n%s", err, r.stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition: no result yet
 	}
@@ -111,16 +92,13 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 	if _, err := producer.Stream(rctx, "PROVISIONER_RESULTS"); err == nil {
 		t.Error("the producer could read the results' stream")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	logs := stderr.String()
+	r.stop(t)
+	logs := r.stderr.String()
 	if !strings.Contains(logs, `"message":"group provisioned"`) {
 		t.Errorf("no group provisioned:\n%s", logs)
 	}
 	for _, secret := range []string{workerPW, "very-secret-value"} {
-		if strings.Contains(logs, secret) || strings.Contains(stdout.String(), secret) {
+		if strings.Contains(logs, secret) || strings.Contains(r.stdout.String(), secret) {
 			t.Errorf("a secret is in the output: %q", secret)
 		}
 	}
