@@ -202,6 +202,9 @@ wait "$load_pid"
 kill "$tail_pid" 2>/dev/null || true
 
 echo "== worker process: $(grep -E 'VmHWM|VmRSS' /proc/$worker_pid/status | tr -s ' \n' ' ')"
+# CPU time is steadier than events/s on a shared machine: it does not count the time others had the cores.
+ticks=$(awk '{print $14 + $15}' "/proc/$worker_pid/stat"); hz=$(getconf CLK_TCK)
+echo "== worker CPU: $(awk "BEGIN{printf \"%.2f s, %.0f µs an event\", $ticks/$hz, $ticks/$hz*1e6/$events}")"
 kill -TERM "$worker_pid"; wait "$worker_pid" || true
 kill -TERM "$sim_pid"; wait "$sim_pid" || true
 echo "== simulator: $(tail -1 "$work/sim.log")"

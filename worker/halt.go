@@ -77,6 +77,8 @@ func (h *halt) allowance(now time.Time, room int) (n int, wake time.Duration, ch
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
+	case room <= 0:
+		return 0, 0, h.changed // asked again when a slot frees
 	case h.cur == nil:
 		return room, 0, h.changed
 	case h.probing:

@@ -33,6 +33,9 @@ func TestHaltResumesOnlyOnWhatWasRefused(t *testing.T) {
 			if n, wake, _ := h.allowance(now, 64); n != 0 || wake != time.Minute {
 				t.Errorf("while halted: %d events, wake in %v; want none until the probe", n, wake)
 			}
+			if n, _, _ := h.allowance(now.Add(time.Minute), 0); n != 0 {
+				t.Errorf("probe due, no room: %d events, want none", n)
+			}
 			if n, _, _ := h.allowance(now.Add(time.Minute), 64); n != 1 {
 				t.Errorf("probe due: %d events, want 1", n)
 			}

@@ -40,9 +40,9 @@ func (w *Worker) pull(ctx context.Context, start func(msg jetstream.Msg, done fu
 	}
 	retry := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
 		backoff.WithMaxInterval(2*time.Second), backoff.WithMaxElapsedTime(0))
-	failing := false
+	failing, backlog := false, false
 	for {
-		n, probe := w.room(ctx, slots, freed)
+		n, probe := w.room(ctx, slots, freed, backlog)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -59,6 +59,7 @@ func (w *Worker) pull(ctx context.Context, start func(msg jetstream.Msg, done fu
 			slots <- struct{}{} // never blocks: n slots were free and only this loop fills them
 			start(msg, settled)
 		})
+		backlog = took == n // every event asked for came: more are likely waiting
 		if probe && took == 0 {
 			w.halt.probeEnded(w.cfg.Now(), w.cfg.ProbeInterval)
 		}
@@ -114,7 +115,12 @@ func (w *Worker) fetch(ctx context.Context, n int, take func(jetstream.Msg)) err
 // of the other workers, and the last of a batch would trail behind while
 // they sit idle). While DingTalk refuses this worker's configuration it
 // takes nothing, but for one event (probe) about once per ProbeInterval.
-func (w *Worker) room(ctx context.Context, slots chan struct{}, freed <-chan struct{}) (n int, probe bool) {
+//
+// While a backlog waits (the last pull was filled), it waits for an eighth
+// of its room to be free before pulling: each pull is a subscription made
+// and dropped on the server, and one per event costs more than the few
+// milliseconds a slot waits for the others.
+func (w *Worker) room(ctx context.Context, slots chan struct{}, freed <-chan struct{}, backlog bool) (n int, probe bool) {
 	for ctx.Err() == nil {
 		limit := cap(slots)
 		var paced <-chan struct{}
@@ -123,7 +129,11 @@ func (w *Worker) room(ctx context.Context, slots chan struct{}, freed <-chan str
 			paced = w.pacer.Changed()
 		}
 		_, halted := w.halt.status()
-		allowed, wake, halting := w.halt.allowance(w.cfg.Now(), limit-len(slots))
+		free := limit - len(slots)
+		if backlog && free < max(1, limit/8) {
+			free = 0
+		}
+		allowed, wake, halting := w.halt.allowance(w.cfg.Now(), free)
 		if allowed > 0 {
 			return allowed, halted
 		}
