@@ -151,7 +151,7 @@ if [ "$mode" = cluster ]; then
   NATS_URL=nats://127.0.0.1:1422$survivor "$work/provisioner" load -n "$events" -timeout "${WAIT:-3m}" >"$work/load.log" 2>&1 &
   load_pid=$!
   sleep "${KILL_AFTER:-3}"
-  kill -KILL "${node_pids[$((victim - 1))]}"
+  kill -KILL "${node_pids[$((victim - 1))]}"; wait "${node_pids[$((victim - 1))]}" 2>/dev/null || true
   echo "   killed n$victim at $(progress) results"
   if wait "$load_pid"; then tail -1 "$work/load.log"; echo "== lost: 0"; else tail -1 "$work/load.log"; fi
   kill -TERM "$sim_pid"; wait "$sim_pid" || true
