@@ -238,3 +238,48 @@ func TestQuotaExhausted(t *testing.T) {
 		})
 	}
 }
+
+// A plain group changed in one update call, in each family: members added
+// and removed, renamed, a new owner, muted. The two undocumented answers
+// (adding and making owner in one call; removing someone absent) are
+// refused when the simulator is told to.
+func TestChatChanges(t *testing.T) {
+	for _, family := range []Family{Legacy, V1} {
+		t.Run(string(family), func(t *testing.T) {
+			withFamily := func(o *Options) { o.Family = family }
+			c, s := setup(t, sim.Config{}, withFamily)
+			ctx := context.Background()
+			chat, err := c.CreateChat(ctx, &CreateChatRequest{Name: "项目", Owner: "o", UserIDs: []string{"o", "a", "b"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.UpdateChat(ctx, &UpdateChatRequest{ChatID: chat.ChatID, Name: "新项目", Owner: "n", AddUserIDs: []string{"n"},
+				DelUserIDs: []string{"a", "o"}, ChatSettings: ChatSettings{ChatBannedType: ptr(1)}})
+			if err != nil {
+				t.Fatalf("UpdateChat: %v", err)
+			}
+			g, _ := s.Group(chat.ChatID)
+			if g.Name != "新项目" || g.Owner != "n" || strings.Join(g.Members, ",") != "b,n" || g.Settings["chatBannedType"] != 1 {
+				t.Fatalf("after the update: %+v", g)
+			}
+
+			strict, s2 := setup(t, sim.Config{RefuseOwnerAddedInSameCall: true, RefuseAbsentRemovals: true}, withFamily)
+			chat, err = strict.CreateChat(ctx, &CreateChatRequest{Name: "p", Owner: "o", UserIDs: []string{"o", "a"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e *Error
+			if err := strict.UpdateChat(ctx, &UpdateChatRequest{ChatID: chat.ChatID, Owner: "n", AddUserIDs: []string{"n"}}); !errors.As(err, &e) || !e.Refused() {
+				t.Errorf("add and make owner in one call, refused by this DingTalk: %v", err)
+			}
+			if err := strict.UpdateChat(ctx, &UpdateChatRequest{ChatID: chat.ChatID, DelUserIDs: []string{"absent"}}); !errors.As(err, &e) || !e.Refused() {
+				t.Errorf("removing someone absent, refused by this DingTalk: %v", err)
+			} else if family == Legacy && e.ErrCode != CodeUserNotInGroup {
+				t.Errorf("removing someone absent: errcode %d, want %d", e.ErrCode, CodeUserNotInGroup)
+			}
+			if g, _ := s2.Group(chat.ChatID); g.Owner != "o" || len(g.Members) != 2 {
+				t.Errorf("a refused update changed the group: %+v", g)
+			}
+		})
+	}
+}

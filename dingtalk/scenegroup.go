@@ -65,7 +65,18 @@ func (c *Client) CreateSceneGroup(ctx context.Context, req *CreateSceneGroupRequ
 // group. What DingTalk answers for a member already in the group is
 // undocumented: callers resuming a batch read SceneGroupMembers first.
 func (c *Client) AddSceneGroupMembers(ctx context.Context, openConversationID string, userIDs []string) error {
-	const api = "v1.0/im/sceneGroup/member/add"
+	return c.sceneMembersCall(ctx, "v1.0/im/sceneGroup/member/add", openConversationID, userIDs)
+}
+
+// RemoveSceneGroupMembers removes at most MaxSceneUsersPerAdd members from
+// a scene group (not its owner). What DingTalk answers for someone not in
+// the group is undocumented: callers resuming read SceneGroupMembers first.
+func (c *Client) RemoveSceneGroupMembers(ctx context.Context, openConversationID string, userIDs []string) error {
+	return c.sceneMembersCall(ctx, "v1.0/im/sceneGroup/member/delete", openConversationID, userIDs)
+}
+
+// sceneMembersCall adds or removes members: both calls take the same body.
+func (c *Client) sceneMembersCall(ctx context.Context, api, openConversationID string, userIDs []string) error {
 	if openConversationID == "" {
 		return invalid(api, "open_conversation_id is empty")
 	}
@@ -76,6 +87,54 @@ func (c *Client) AddSceneGroupMembers(ctx context.Context, openConversationID st
 		OpenConversationID string   `json:"open_conversation_id"`
 		UserIDs            []string `json:"user_ids"`
 	}{openConversationID, userIDs}
+	var r reply
+	return c.do(ctx, call{api: api, v1: true, method: http.MethodPost, body: body, mutating: true}, &r)
+}
+
+// UpdateSceneGroupRequest is the body of /v1.0/im/sceneGroup/update. Empty
+// fields are left as they are.
+type UpdateSceneGroupRequest struct {
+	OpenConversationID string
+	Title              string // at most 30 characters
+	Owner              string // owner_user_id: must already be a member
+	ChatSettings              // management_options, in snake_case (chat_banned_type 1 mutes everyone)
+}
+
+// UpdateSceneGroup renames a scene group, gives it a new owner or changes
+// its settings, in one call.
+func (c *Client) UpdateSceneGroup(ctx context.Context, req *UpdateSceneGroupRequest) error {
+	const api = "v1.0/im/sceneGroup/update"
+	if req.OpenConversationID == "" {
+		return invalid(api, "open_conversation_id is empty")
+	}
+	if req.Title != "" {
+		if err := checkRunes(api, "title", req.Title, MaxSceneTitleRunes); err != nil {
+			return err
+		}
+	}
+	body := struct {
+		OpenConversationID string         `json:"open_conversation_id"`
+		Title              string         `json:"title,omitempty"`
+		Owner              string         `json:"owner_user_id,omitempty"`
+		Icon               string         `json:"icon,omitempty"`
+		ManagementOptions  map[string]int `json:"management_options,omitempty"`
+	}{req.OpenConversationID, req.Title, req.Owner, req.Icon, req.flags(true)}
+	var r reply
+	return c.do(ctx, call{api: api, v1: true, method: http.MethodPost, body: body, mutating: true}, &r)
+}
+
+// DisbandSceneGroup disbands a scene group through
+// /v1.0/im/chat/scenegroup/disband (the official SDK's DsbandOpenSceneGroup).
+// Afterwards every call on it is refused and SceneGroup says Status 2.
+// Plain groups have no such call.
+func (c *Client) DisbandSceneGroup(ctx context.Context, openConversationID string) error {
+	const api = "v1.0/im/chat/scenegroup/disband"
+	if openConversationID == "" {
+		return invalid(api, "openConversationId is empty")
+	}
+	body := struct {
+		OpenConversationID string `json:"openConversationId"`
+	}{openConversationID}
 	var r reply
 	return c.do(ctx, call{api: api, v1: true, method: http.MethodPost, body: body, mutating: true}, &r)
 }

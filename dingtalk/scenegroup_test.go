@@ -134,3 +134,68 @@ func TestGroupsLimits(t *testing.T) {
 		t.Fatalf("Members: %d, %v", len(m), err)
 	}
 }
+
+// A scene group changed after its creation: members removed, renamed, a
+// new owner, muted, then disbanded, after which every call on it is refused
+// and sceneGroups/query says status 2.
+func TestSceneGroupChanges(t *testing.T) {
+	c, s := setup(t, sim.Config{SceneTemplates: []string{template}}, v1)
+	ctx := context.Background()
+	g, err := c.CreateSceneGroup(ctx, &CreateSceneGroupRequest{Title: "项目", TemplateID: template, Owner: "o", UserIDs: users("u", 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid := g.OpenConversationID
+	if err := c.RemoveSceneGroupMembers(ctx, cid, []string{"u0", "u1"}); err != nil {
+		t.Fatalf("RemoveSceneGroupMembers: %v", err)
+	}
+	if err := c.UpdateSceneGroup(ctx, &UpdateSceneGroupRequest{OpenConversationID: cid, Title: "新项目", Owner: "u2",
+		ChatSettings: ChatSettings{ChatBannedType: ptr(1)}}); err != nil {
+		t.Fatalf("UpdateSceneGroup: %v", err)
+	}
+	got, _ := s.Group(cid)
+	if got.Name != "新项目" || got.Owner != "u2" || len(got.Members) != 2 || got.Settings["chatBannedType"] != 1 {
+		t.Fatalf("after the changes: %+v", got)
+	}
+	var e *Error
+	if err := c.UpdateSceneGroup(ctx, &UpdateSceneGroupRequest{OpenConversationID: cid, Owner: "stranger"}); !errors.As(err, &e) || e.Code != CodeV1InvalidParameter {
+		t.Errorf("a new owner who is not a member: %v, want parameter.invalid", err)
+	}
+	if err := c.RemoveSceneGroupMembers(ctx, cid, []string{"u2"}); !errors.As(err, &e) || e.Code != CodeV1InvalidParameter {
+		t.Errorf("removing the owner: %v, want parameter.invalid", err)
+	}
+	if err := c.DisbandSceneGroup(ctx, cid); err != nil {
+		t.Fatalf("DisbandSceneGroup: %v", err)
+	}
+	if info, err := c.SceneGroup(ctx, cid); err != nil || info.Status != 2 {
+		t.Errorf("after disbanding: %+v, %v; want status 2", info, err)
+	}
+	for name, call := range map[string]func() error{
+		"add":     func() error { return c.AddSceneGroupMembers(ctx, cid, []string{"u9"}) },
+		"remove":  func() error { return c.RemoveSceneGroupMembers(ctx, cid, []string{"o"}) },
+		"update":  func() error { return c.UpdateSceneGroup(ctx, &UpdateSceneGroupRequest{OpenConversationID: cid, Title: "x"}) },
+		"disband": func() error { return c.DisbandSceneGroup(ctx, cid) },
+		"members": func() error { _, err := c.SceneGroupMembers(ctx, cid); return err },
+	} {
+		if err := call(); Classify(err) != Permanent {
+			t.Errorf("%s after disbanding: %v, want a permanent refusal", name, err)
+		}
+	}
+}
+
+// What DingTalk answers to removing someone absent is undocumented: the
+// simulator does nothing by default and refuses when told to.
+func TestRemovingAnAbsentMember(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		c, _ := setup(t, sim.Config{SceneTemplates: []string{template}, RefuseAbsentRemovals: refuse}, v1)
+		ctx := context.Background()
+		g, err := c.CreateSceneGroup(ctx, &CreateSceneGroupRequest{Title: "t", TemplateID: template, Owner: "o", UserIDs: users("u", 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.RemoveSceneGroupMembers(ctx, g.OpenConversationID, []string{"absent"})
+		if (err != nil) != refuse {
+			t.Errorf("RefuseAbsentRemovals %v: %v", refuse, err)
+		}
+	}
+}

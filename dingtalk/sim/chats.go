@@ -129,11 +129,17 @@ func (s *Server) updateChat(r *http.Request, body map[string]json.RawMessage) an
 	if !found {
 		return fail(unknownChat, "不合法的chatid")
 	}
+	if owner != "" && owner != g.Owner && s.cfg.RefuseOwnerAddedInSameCall && !slices.Contains(g.Members, owner) {
+		return fail(badParameter, "新群主必须已是群成员: "+owner)
+	}
 	members, refusal := s.withMembers(g, add)
 	if refusal.refused() {
 		return refusal
 	}
-	members = slices.DeleteFunc(members, func(u string) bool { return slices.Contains(del, u) })
+	members, refusal = s.withoutMembers(members, del)
+	if refusal.refused() {
+		return refusal
+	}
 	newOwner := g.Owner
 	if owner != "" {
 		newOwner = owner
@@ -174,6 +180,17 @@ func (s *Server) withMembers(g *Group, add []string) ([]string, answer) {
 		return nil, fail(groupTooLarge, fmt.Sprintf("群人数上限为%d", maxMembers))
 	}
 	return members, answer{}
+}
+
+// withoutMembers returns members less del, or the refusal a removal of
+// someone absent gets (if so configured). s.mu must be held.
+func (s *Server) withoutMembers(members, del []string) ([]string, answer) {
+	for _, u := range del {
+		if s.cfg.RefuseAbsentRemovals && !slices.Contains(members, u) {
+			return nil, fail(notInGroup, "用户不在群中: "+u)
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(members), func(u string) bool { return slices.Contains(del, u) }), answer{}
 }
 
 func (s *Server) getChat(r *http.Request, _ map[string]json.RawMessage) answer {

@@ -31,6 +31,7 @@ const (
 	tokenExpired
 	permissionDenied
 	ipNotAllowed
+	notInGroup
 )
 
 // shape is how each family answers a problem: the old one with an errcode
@@ -62,6 +63,7 @@ var shapes = map[problem]shape{
 	tokenExpired:     {42001, 401, "InvalidAuthentication", false},
 	permissionDenied: {43007, 403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", true},
 	ipNotAllowed:     {60020, 403, "Forbidden.AccessDenied.IpNotInWhiteList", true},
+	notInGroup:       {60124, 400, "parameter.invalid", false},
 }
 
 // answer is an endpoint's outcome: fields to return, or a refusal.

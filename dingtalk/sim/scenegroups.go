@@ -86,9 +86,9 @@ func (s *Server) addSceneMembers(_ *http.Request, body map[string]json.RawMessag
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, found := s.byCID[cid]
-	if !found || g.TemplateID == "" {
-		return fail(unknownChat, "群不存在")
+	g, refusal := s.sceneGroup(cid)
+	if refusal.refused() {
+		return refusal
 	}
 	members, refusal := s.withMembers(g, users)
 	if refusal.refused() {
@@ -110,9 +110,13 @@ func (s *Server) querySceneGroup(_ *http.Request, body map[string]json.RawMessag
 	if !found || g.TemplateID == "" {
 		return fail(unknownChat, "群不存在")
 	}
+	status := 1
+	if g.Disbanded {
+		status = 2
+	}
 	return ok(map[string]any{
 		"openConversationId": g.OpenConversationID, "title": g.Name, "ownerUserId": g.Owner,
-		"templateId": g.TemplateID, "icon": g.Icon, "groupUrl": joinLink(g, g.Owner), "status": 1,
+		"templateId": g.TemplateID, "icon": g.Icon, "groupUrl": joinLink(g, g.Owner), "status": status,
 	})
 }
 
@@ -136,9 +140,9 @@ func (s *Server) sceneMembers(_ *http.Request, body map[string]json.RawMessage) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, found := s.byCID[cid]
-	if !found || g.TemplateID == "" {
-		return fail(unknownChat, "群不存在")
+	g, refusal := s.sceneGroup(cid)
+	if refusal.refused() {
+		return refusal
 	}
 	from = min(from, len(g.Members))
 	to := min(from+most, len(g.Members))
@@ -147,4 +151,110 @@ func (s *Server) sceneMembers(_ *http.Request, body map[string]json.RawMessage) 
 		out["nextToken"] = strconv.Itoa(to)
 	}
 	return ok(out)
+}
+
+// sceneGroup finds a live scene group by open conversation id, or says why
+// not: unknown, not a scene group, or disbanded. s.mu must be held.
+func (s *Server) sceneGroup(cid string) (*Group, answer) {
+	g, found := s.byCID[cid]
+	switch {
+	case !found || g.TemplateID == "":
+		return nil, fail(unknownChat, "群不存在")
+	case g.Disbanded:
+		return nil, fail(unknownChat, "群已解散")
+	}
+	return g, answer{}
+}
+
+// updateSceneGroup serves /v1.0/im/sceneGroup/update: title, owner, icon
+// and management options; the new owner must already be a member.
+func (s *Server) updateSceneGroup(_ *http.Request, body map[string]json.RawMessage) answer {
+	var cid, title, owner, icon string
+	var opts map[string]json.RawMessage
+	if err := errors.Join(field(body, "open_conversation_id", &cid), field(body, "title", &title), field(body, "owner_user_id", &owner),
+		field(body, "icon", &icon), field(body, "management_options", &opts)); err != nil {
+		return fail(badParameter, err.Error())
+	}
+	settings, err := readSettings(opts, sceneSettingNames)
+	if err != nil {
+		return fail(badParameter, err.Error())
+	}
+	switch n := utf8.RuneCountInString(title); {
+	case cid == "":
+		return fail(badParameter, "open_conversation_id不能为空")
+	case n > maxSceneTitleRunes:
+		return fail(badParameter, fmt.Sprintf("群名称最长不超过30字符: %d", n))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, refusal := s.sceneGroup(cid)
+	if refusal.refused() {
+		return refusal
+	}
+	if owner != "" && !slices.Contains(g.Members, owner) {
+		return fail(badParameter, "新群主必须是群成员: "+owner)
+	}
+	if title != "" {
+		g.Name = title
+	}
+	if owner != "" {
+		g.Owner = owner
+	}
+	if icon != "" {
+		g.Icon = icon
+	}
+	for k, v := range settings {
+		g.Settings[k] = v
+	}
+	return ok(map[string]any{"success": true})
+}
+
+// removeSceneMembers serves /v1.0/im/sceneGroup/member/delete; the owner
+// cannot be removed.
+func (s *Server) removeSceneMembers(_ *http.Request, body map[string]json.RawMessage) answer {
+	var cid string
+	var users []string
+	if err := errors.Join(field(body, "open_conversation_id", &cid), field(body, "user_ids", &users)); err != nil {
+		return fail(badParameter, err.Error())
+	}
+	switch {
+	case cid == "":
+		return fail(badParameter, "open_conversation_id不能为空")
+	case len(users) == 0:
+		return fail(badParameter, "user_ids不能为空")
+	case len(users) > maxSceneUsersAdd:
+		return fail(tooManyInCall, fmt.Sprintf("每次最多移除%d人", maxSceneUsersAdd))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, refusal := s.sceneGroup(cid)
+	if refusal.refused() {
+		return refusal
+	}
+	if slices.Contains(users, g.Owner) {
+		return fail(badParameter, "不能移除群主: "+g.Owner)
+	}
+	members, refusal := s.withoutMembers(g.Members, users)
+	if refusal.refused() {
+		return refusal
+	}
+	g.Members = members
+	return ok(map[string]any{"success": true})
+}
+
+// disbandSceneGroup serves /v1.0/im/chat/scenegroup/disband (the official
+// SDK's DsbandOpenSceneGroup).
+func (s *Server) disbandSceneGroup(_ *http.Request, body map[string]json.RawMessage) answer {
+	var cid string
+	if err := field(body, "openConversationId", &cid); err != nil || cid == "" {
+		return fail(badParameter, "openConversationId不能为空")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, refusal := s.sceneGroup(cid)
+	if refusal.refused() {
+		return refusal
+	}
+	g.Disbanded = true
+	return ok(map[string]any{"success": true})
 }

@@ -50,6 +50,14 @@ type Config struct {
 	// RefuseExistingMembers makes an add naming someone already in the group
 	// answer an error instead of doing nothing. Undocumented either way.
 	RefuseExistingMembers bool
+	// RefuseAbsentRemovals makes a removal naming someone not in the group
+	// answer an error (60124, or 400 parameter.invalid) instead of doing
+	// nothing. Undocumented either way.
+	RefuseAbsentRemovals bool
+	// RefuseOwnerAddedInSameCall makes a plain group's update that adds
+	// someone and makes them owner in the same call answer an error (the new
+	// owner must already be a member). Undocumented either way.
+	RefuseOwnerAddedInSameCall bool
 	// MonthlyQuota is how many calls the organisation may make (token calls
 	// and calls refused for QPS do not count); 0: no quota.
 	MonthlyQuota int
@@ -100,6 +108,7 @@ type Group struct {
 	Icon               string
 	TemplateID         string // set for scene groups
 	UUID               string // the scene group's uuid, if it was given one
+	Disbanded          bool   // a scene group disbanded: sceneGroups/query says status 2, every other call is refused
 	CreatedAt          time.Time
 }
 
@@ -170,6 +179,9 @@ func New(cfg Config) *Server {
 		"v1.0/im/sceneGroup/member/add":          {method: post, v1: true, serve: s.addSceneMembers},
 		"v1.0/im/sceneGroups/query":              {method: post, v1: true, serve: s.querySceneGroup},
 		"v1.0/im/sceneGroups/members/batchQuery": {method: post, v1: true, serve: s.sceneMembers},
+		"v1.0/im/sceneGroup/update":              {method: post, v1: true, serve: s.updateSceneGroup},
+		"v1.0/im/sceneGroup/member/delete":       {method: post, v1: true, serve: s.removeSceneMembers},
+		"v1.0/im/chat/scenegroup/disband":        {method: post, v1: true, serve: s.disbandSceneGroup},
 	}
 	for _, u := range cfg.UnknownUsers {
 		s.unknown[u] = true
