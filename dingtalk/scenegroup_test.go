@@ -171,9 +171,11 @@ func TestSceneGroupChanges(t *testing.T) {
 		t.Errorf("after disbanding: %+v, %v; want status 2", info, err)
 	}
 	for name, call := range map[string]func() error{
-		"add":     func() error { return c.AddSceneGroupMembers(ctx, cid, []string{"u9"}) },
-		"remove":  func() error { return c.RemoveSceneGroupMembers(ctx, cid, []string{"o"}) },
-		"update":  func() error { return c.UpdateSceneGroup(ctx, &UpdateSceneGroupRequest{OpenConversationID: cid, Title: "x"}) },
+		"add":    func() error { return c.AddSceneGroupMembers(ctx, cid, []string{"u9"}) },
+		"remove": func() error { return c.RemoveSceneGroupMembers(ctx, cid, []string{"o"}) },
+		"update": func() error {
+			return c.UpdateSceneGroup(ctx, &UpdateSceneGroupRequest{OpenConversationID: cid, Title: "x"})
+		},
 		"disband": func() error { return c.DisbandSceneGroup(ctx, cid) },
 		"members": func() error { _, err := c.SceneGroupMembers(ctx, cid); return err },
 	} {
