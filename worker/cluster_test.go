@@ -283,48 +283,6 @@ func checkOneResultEach(t *testing.T, ce *clusterEnv, n int) {
 	}
 }
 
-// Why NATS_REPLICAS exists: with one replica, losing the node that holds the
-// events stream stalls every event not yet taken, for as long as the node
-// stays down.
-func TestNodeLossWithOneReplicaStalls(t *testing.T) {
-	const n = 600
-	ce := newClusterEnv(t)
-	cfg := testConfig()
-	cfg.Replicas, cfg.Concurrency = 1, 8
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	w, err := ce.newWorker(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		data, _ := json.Marshal(project(fmt.Sprintf("s%d", i), "m1"))
-		if _, err := ce.js.PublishAsync("project.created", data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	<-ce.js.PublishAsyncComplete()
-	ce.run(w)
-	ce.waitFor("some results", 60*time.Second, func() bool { return ce.stored("PROVISIONER_RESULTS") >= 20 })
-	ce.c.Stop(ce.leader("PROVISIONER_EVENTS"))
-	// Wait until nothing more arrives for 3 s (or the results' own node went too).
-	last, since := -2, time.Now()
-	ce.waitFor("the results to stop", 60*time.Second, func() bool {
-		if now := ce.stored("PROVISIONER_RESULTS"); now != last {
-			last, since = now, time.Now()
-		}
-		return time.Since(since) > 3*time.Second
-	})
-	if last >= n {
-		t.Fatalf("all %d events got a result with one replica and the events stream's node gone", n)
-	}
-	if last < 0 {
-		t.Logf("with one replica, the results stream went down with the node: no result of %d events can be read", n)
-	} else {
-		t.Logf("with one replica, %d of %d events are stranded while the node is down", n-last, n)
-	}
-}
-
 // A stream the producers own is left as it is, with one warning when it
 // keeps fewer replicas than the worker's.
 func TestAProducersStreamIsLeftAlone(t *testing.T) {
