@@ -147,16 +147,8 @@ func (s *Server) updateChat(r *http.Request, body map[string]json.RawMessage) an
 	if !slices.Contains(members, newOwner) {
 		return fail(badParameter, "群主必须为群成员")
 	}
-	g.Members, g.Owner = members, newOwner
-	if name != "" {
-		g.Name = name
-	}
-	if icon != "" {
-		g.Icon = icon
-	}
-	for k, v := range settings {
-		g.Settings[k] = v
-	}
+	g.Members = members
+	g.change(name, newOwner, icon, settings)
 	if isV1(r) {
 		return ok(map[string]any{"success": true})
 	}
@@ -180,6 +172,23 @@ func (s *Server) withMembers(g *Group, add []string) ([]string, answer) {
 		return nil, fail(groupTooLarge, fmt.Sprintf("群人数上限为%d", maxMembers))
 	}
 	return members, answer{}
+}
+
+// change renames g, gives it a new owner and icon, and sets flags; empty
+// values are left as they are. s.mu must be held.
+func (g *Group) change(name, owner, icon string, settings map[string]int) {
+	if name != "" {
+		g.Name = name
+	}
+	if owner != "" {
+		g.Owner = owner
+	}
+	if icon != "" {
+		g.Icon = icon
+	}
+	for k, v := range settings {
+		g.Settings[k] = v
+	}
 }
 
 // withoutMembers returns members less del, or the refusal a removal of

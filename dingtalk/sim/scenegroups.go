@@ -68,6 +68,18 @@ func (s *Server) createSceneGroup(_ *http.Request, body map[string]json.RawMessa
 
 // addSceneMembers serves /v1.0/im/sceneGroup/member/add.
 func (s *Server) addSceneMembers(_ *http.Request, body map[string]json.RawMessage) answer {
+	return s.sceneMemberChange(body, true)
+}
+
+// removeSceneMembers serves /v1.0/im/sceneGroup/member/delete; the owner
+// cannot be removed.
+func (s *Server) removeSceneMembers(_ *http.Request, body map[string]json.RawMessage) answer {
+	return s.sceneMemberChange(body, false)
+}
+
+// sceneMemberChange adds or removes user_ids: the two calls take the same
+// body and the same limits.
+func (s *Server) sceneMemberChange(body map[string]json.RawMessage, add bool) answer {
 	var cid string
 	var users []string
 	if err := errors.Join(field(body, "open_conversation_id", &cid), field(body, "user_ids", &users)); err != nil {
@@ -79,9 +91,9 @@ func (s *Server) addSceneMembers(_ *http.Request, body map[string]json.RawMessag
 	case len(users) == 0:
 		return fail(badParameter, "user_ids不能为空")
 	case len(users) > maxSceneUsersAdd:
-		return fail(tooManyInCall, fmt.Sprintf("每次最多添加%d人", maxSceneUsersAdd))
+		return fail(tooManyInCall, fmt.Sprintf("每次最多%d人", maxSceneUsersAdd))
 	}
-	if u := s.firstUnknown(users); u != "" {
+	if u := s.firstUnknown(users); add && u != "" {
 		return fail(unknownUser, "不存在的员工: "+u)
 	}
 	s.mu.Lock()
@@ -90,7 +102,14 @@ func (s *Server) addSceneMembers(_ *http.Request, body map[string]json.RawMessag
 	if refusal.refused() {
 		return refusal
 	}
-	members, refusal := s.withMembers(g, users)
+	var members []string
+	if add {
+		members, refusal = s.withMembers(g, users)
+	} else if slices.Contains(users, g.Owner) {
+		return fail(badParameter, "不能移除群主: "+g.Owner)
+	} else {
+		members, refusal = s.withoutMembers(g.Members, users)
+	}
 	if refusal.refused() {
 		return refusal
 	}
@@ -194,51 +213,7 @@ func (s *Server) updateSceneGroup(_ *http.Request, body map[string]json.RawMessa
 	if owner != "" && !slices.Contains(g.Members, owner) {
 		return fail(badParameter, "新群主必须是群成员: "+owner)
 	}
-	if title != "" {
-		g.Name = title
-	}
-	if owner != "" {
-		g.Owner = owner
-	}
-	if icon != "" {
-		g.Icon = icon
-	}
-	for k, v := range settings {
-		g.Settings[k] = v
-	}
-	return ok(map[string]any{"success": true})
-}
-
-// removeSceneMembers serves /v1.0/im/sceneGroup/member/delete; the owner
-// cannot be removed.
-func (s *Server) removeSceneMembers(_ *http.Request, body map[string]json.RawMessage) answer {
-	var cid string
-	var users []string
-	if err := errors.Join(field(body, "open_conversation_id", &cid), field(body, "user_ids", &users)); err != nil {
-		return fail(badParameter, err.Error())
-	}
-	switch {
-	case cid == "":
-		return fail(badParameter, "open_conversation_id不能为空")
-	case len(users) == 0:
-		return fail(badParameter, "user_ids不能为空")
-	case len(users) > maxSceneUsersAdd:
-		return fail(tooManyInCall, fmt.Sprintf("每次最多移除%d人", maxSceneUsersAdd))
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, refusal := s.sceneGroup(cid)
-	if refusal.refused() {
-		return refusal
-	}
-	if slices.Contains(users, g.Owner) {
-		return fail(badParameter, "不能移除群主: "+g.Owner)
-	}
-	members, refusal := s.withoutMembers(g.Members, users)
-	if refusal.refused() {
-		return refusal
-	}
-	g.Members = members
+	g.change(title, owner, icon, settings)
 	return ok(map[string]any{"success": true})
 }
 
