@@ -11,8 +11,6 @@ import (
 	"provisioner/dingtalk/sim"
 )
 
-func ptr(i int) *int { return &i }
-
 func users(prefix string, n int) []string {
 	out := make([]string, n)
 	for i := range out {

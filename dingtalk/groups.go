@@ -5,8 +5,9 @@ import (
 	"fmt"
 )
 
-// Groups is how a provisioner makes groups: create one, add members, read
-// who is in it, and get its join link. NewChatGroups makes plain groups
+// Groups is how a provisioner makes and keeps groups: create one, add
+// members, read who is in it, get its join link, change it (members, name,
+// owner, muting) and disband it. NewChatGroups makes plain groups
 // through the client's family; NewSceneGroups makes scene groups from a
 // template, which DingTalk de-duplicates by a caller's key. Implementations
 // are safe for concurrent use.
@@ -20,8 +21,34 @@ type Groups interface {
 	Members(ctx context.Context, g Group) ([]string, error)
 	// JoinLink returns the link that joins the group, shared by sharer (a member).
 	JoinLink(ctx context.Context, g Group, sharer string) (string, error)
+	// Change makes one change. A plain group's change is one call whatever
+	// it holds (at most MembersPerAdd adds and MembersPerRemove removals); a
+	// scene group's is one call per part: adds, then title, owner and
+	// muting, then removals. A new owner must already be a member.
+	Change(ctx context.Context, g Group, c *Change) error
+	// Disband dissolves the group; only when Limits().Disbandable.
+	Disband(ctx context.Context, g Group) error
+	// Read returns the group as DingTalk shows it now.
+	Read(ctx context.Context, g Group) (*GroupState, error)
 	// Limits says how groups of this kind are built.
 	Limits() GroupLimits
+}
+
+// Change is a change to a group; empty fields are left as they are.
+type Change struct {
+	Add    []string
+	Remove []string
+	Name   string
+	Owner  string
+	Mute   bool // only the owner and admins may speak (chatBannedType 1)
+}
+
+// GroupState is a group as DingTalk shows it.
+type GroupState struct {
+	Name      string
+	Owner     string
+	Members   []string // nil when Dissolved
+	Dissolved bool
 }
 
 // NewGroup is a group to create.
@@ -50,6 +77,14 @@ type GroupLimits struct {
 	// Deduplicated is true when DingTalk creates one group per Key: a create
 	// repeated after an unknown outcome makes no second group.
 	Deduplicated bool
+	// MembersPerRemove is members per removal call.
+	MembersPerRemove int
+	// OneCallChange is true when a change's adds, removals, name and owner
+	// go in one call (plain groups); scene groups take a call for each.
+	OneCallChange bool
+	// Disbandable is true when DingTalk's API can dissolve such a group
+	// (scene groups); a plain group can only be archived.
+	Disbandable bool
 }
 
 // NewChatGroups returns plain groups made with c's family: chat/create and
@@ -60,7 +95,31 @@ func NewChatGroups(c *Client) Groups { return chatGroups{c} }
 type chatGroups struct{ c *Client }
 
 func (g chatGroups) Limits() GroupLimits {
-	return GroupLimits{NameRunes: MaxNameRunes, MembersAtCreate: MaxUsersPerCall, MembersPerAdd: MaxUsersPerCall}
+	return GroupLimits{NameRunes: MaxNameRunes, MembersAtCreate: MaxUsersPerCall, MembersPerAdd: MaxUsersPerCall,
+		MembersPerRemove: MaxUsersPerCall, OneCallChange: true}
+}
+
+func (g chatGroups) Change(ctx context.Context, grp Group, c *Change) error {
+	req := &UpdateChatRequest{ChatID: grp.ChatID, Name: c.Name, Owner: c.Owner, AddUserIDs: c.Add, DelUserIDs: c.Remove}
+	if c.Mute {
+		req.ChatBannedType = ptr(1)
+	}
+	return g.c.UpdateChat(ctx, req)
+}
+
+func (g chatGroups) Disband(context.Context, Group) error {
+	return invalid("chat/update", "a plain group cannot be disbanded through DingTalk's API")
+}
+
+func (g chatGroups) Read(ctx context.Context, grp Group) (*GroupState, error) {
+	info, err := g.c.GetChat(ctx, grp.ChatID)
+	if err != nil {
+		return nil, err
+	}
+	if info.Status == 2 {
+		return &GroupState{Name: info.Name, Owner: info.Owner, Dissolved: true}, nil
+	}
+	return &GroupState{Name: info.Name, Owner: info.Owner, Members: info.UserIDs}, nil
 }
 
 func (g chatGroups) CreateGroup(ctx context.Context, n *NewGroup) (*Group, error) {
@@ -104,8 +163,53 @@ type sceneGroups struct {
 }
 
 func (g sceneGroups) Limits() GroupLimits {
-	return GroupLimits{NameRunes: MaxSceneTitleRunes, MembersAtCreate: 1 + MaxSceneUsersAtCreate, MembersPerAdd: MaxSceneUsersPerAdd, Deduplicated: true}
+	return GroupLimits{NameRunes: MaxSceneTitleRunes, MembersAtCreate: 1 + MaxSceneUsersAtCreate, MembersPerAdd: MaxSceneUsersPerAdd,
+		Deduplicated: true, MembersPerRemove: MaxSceneUsersPerAdd, Disbandable: true}
 }
+
+func (g sceneGroups) Change(ctx context.Context, grp Group, c *Change) error {
+	if len(c.Add) > 0 {
+		if err := g.c.AddSceneGroupMembers(ctx, grp.OpenConversationID, c.Add); err != nil {
+			return err
+		}
+	}
+	if c.Name != "" || c.Owner != "" || c.Mute {
+		req := &UpdateSceneGroupRequest{OpenConversationID: grp.OpenConversationID, Title: c.Name, Owner: c.Owner}
+		if c.Mute {
+			req.ChatBannedType = ptr(1)
+		}
+		if err := g.c.UpdateSceneGroup(ctx, req); err != nil {
+			return err
+		}
+	}
+	if len(c.Remove) > 0 {
+		return g.c.RemoveSceneGroupMembers(ctx, grp.OpenConversationID, c.Remove)
+	}
+	return nil
+}
+
+func (g sceneGroups) Disband(ctx context.Context, grp Group) error {
+	return g.c.DisbandSceneGroup(ctx, grp.OpenConversationID)
+}
+
+// Read is two calls (sceneGroups/query, then members/batchQuery), one when
+// the group is dissolved: DingTalk refuses every other call on it then.
+func (g sceneGroups) Read(ctx context.Context, grp Group) (*GroupState, error) {
+	info, err := g.c.SceneGroup(ctx, grp.OpenConversationID)
+	if err != nil {
+		return nil, err
+	}
+	st := &GroupState{Name: info.Title, Owner: info.OwnerUserID, Dissolved: info.Status == 2}
+	if st.Dissolved {
+		return st, nil
+	}
+	if st.Members, err = g.c.SceneGroupMembers(ctx, grp.OpenConversationID); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func ptr(n int) *int { return &n }
 
 func (g sceneGroups) CreateGroup(ctx context.Context, n *NewGroup) (*Group, error) {
 	var others []string

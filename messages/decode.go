@@ -11,15 +11,14 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"provisioner/dingtalk"
 )
 
 // Limits on input events.
 const (
 	MaxBodyBytes   = 1 << 20 // larger bodies are refused whole
 	MaxIDBytes     = 256
-	MaxUserIDBytes = 64 // DingTalk's userid length
+	MaxUserIDBytes = 64   // DingTalk's userid length
+	MaxMembers     = 1000 // DingTalk's members in one group, the owner included
 )
 
 // Reasons: the stable machine words in group.failed's error.reason.
@@ -33,6 +32,8 @@ const (
 	ReasonRetriesExhausted = "retries_exhausted" // transient failures outlasted the retry budget
 	ReasonOutcomeUnknown   = "outcome_unknown"   // a scene group was probably created, but DingTalk would not say which
 	ReasonInternal         = "internal_error"    // the worker itself failed; see the logs
+	ReasonNoGroup          = "no_group"          // an update or close for a project without a group, lacking what creating one needs
+	ReasonGroupClosed      = "group_closed"      // an update after the project's close
 )
 
 // InvalidError says why a body is not a valid event, naming every bad field.
@@ -98,35 +99,47 @@ func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) 
 
 	ev := &Event{Subject: subject, Kind: kind}
 	ev.ID = d.str("id", MaxIDBytes)
-	var members []string
-	switch kind {
-	case ProjectCreated:
-		ev.RefID = d.str("project_id", MaxIDBytes)
-		ev.Name = d.str("name", 0)
-		ev.Owner = d.user("owner")
-		members = d.users("members")
-	case EventScheduled:
-		ev.RefID = d.str("event_id", MaxIDBytes)
-		ev.Name = d.str("title", 0)
-		ev.Owner = d.user("organizer")
-		members = d.users("attendees")
-		ev.StartsAt = d.time("starts_at")
+	name, owner, members, ref := "name", "owner", "members", "project_id"
+	if kind.Events() {
+		name, owner, members, ref = "title", "organizer", "attendees", "event_id"
 	}
-	d.settings("group", &ev.Group)
+	ev.RefID = d.str(ref, MaxIDBytes)
+	ev.Version = d.version("version")
+	switch kind.Op() {
+	case OpCreate:
+		ev.Has = Fields{Name: true, Owner: true, Members: true}
+		ev.Name = d.str(name, 0)
+		ev.Owner = d.user(owner)
+		ev.Listed = d.users(members, false)
+		if kind == EventScheduled {
+			ev.StartsAt = d.time("starts_at")
+		}
+		d.settings("group", &ev.Group)
+	case OpUpdate:
+		if ev.Has.Name = d.present(name); ev.Has.Name {
+			ev.Name = d.str(name, 0)
+		}
+		if ev.Has.Owner = d.present(owner); ev.Has.Owner {
+			ev.Owner = d.user(owner)
+		}
+		if ev.Has.Members = d.present(members); ev.Has.Members {
+			ev.Listed = d.users(members, true)
+		}
+		if kind.Events() && d.present("starts_at") {
+			ev.StartsAt = d.time("starts_at")
+		}
+	}
 	ev.Metadata = d.object("metadata")
 	ev.Name = strings.TrimSpace(ev.Name)
-	ev.Members = groupMembers(ev.Owner, members)
+	ev.Listed = GroupMembers("", ev.Listed)
+	ev.Members = GroupMembers(ev.Owner, ev.Listed)
 
 	if len(d.problems) > 0 {
 		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonInvalidEvent, Problems: d.problems, Fields: d.names}
 	}
-	if n := len(ev.Members); n > dingtalk.MaxMembersInGroup {
-		field := "members"
-		if kind == EventScheduled {
-			field = "attendees"
-		}
-		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonTooManyMembers, Fields: []string{d.prefix + field},
-			Problems: []string{fmt.Sprintf("the group would have %d members (owner included); DingTalk allows at most %d", n, dingtalk.MaxMembersInGroup)}}
+	if n := len(ev.Members); n > MaxMembers {
+		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonTooManyMembers, Fields: []string{d.prefix + members},
+			Problems: []string{fmt.Sprintf("the group would have %d members (owner included); DingTalk allows at most %d", n, MaxMembers)}}
 	}
 	return ev, nil
 }
@@ -142,8 +155,9 @@ func GroupName(name string, most int) string {
 	return strings.TrimSpace(string(r[:most]))
 }
 
-// groupMembers is the owner followed by members, deduplicated in order.
-func groupMembers(owner string, members []string) []string {
+// GroupMembers is the owner followed by members, deduplicated in order,
+// without empty ids: a group as it is built.
+func GroupMembers(owner string, members []string) []string {
 	out := make([]string, 0, len(members)+1)
 	seen := make(map[string]bool, len(members)+1)
 	for _, m := range append([]string{owner}, members...) {
@@ -226,7 +240,29 @@ func (d *fields) user(name string) string {
 	return s
 }
 
-func (d *fields) users(name string) []string {
+// present says whether an optional field was sent (null counts as absent).
+func (d *fields) present(name string) bool {
+	_, ok := d.raw(name)
+	return ok
+}
+
+// version reads the optional version: a non-negative integer, 0 when absent.
+func (d *fields) version(name string) int64 {
+	v, ok := d.raw(name)
+	if !ok {
+		return 0
+	}
+	var n int64
+	if err := json.Unmarshal(v, &n); err != nil || n < 0 {
+		d.problem(name, "must be a non-negative integer, got %s", string(v))
+		return 0
+	}
+	return n
+}
+
+// users reads a required array of userids; mayBeEmpty allows [] (an
+// update's whole new list may name nobody but the owner).
+func (d *fields) users(name string, mayBeEmpty bool) []string {
 	v, ok := d.raw(name)
 	if !ok {
 		d.problem(name, "is missing")
@@ -237,7 +273,7 @@ func (d *fields) users(name string) []string {
 		d.problem(name, "must be an array of userids, got %s", jsonType(v))
 		return nil
 	}
-	if len(list) == 0 {
+	if len(list) == 0 && !mayBeEmpty {
 		d.problem(name, "must not be empty")
 	}
 	out := make([]string, 0, len(list))
@@ -285,7 +321,7 @@ func (d *fields) object(name string) json.RawMessage {
 	return slices.Clone(bytes.TrimSpace(v))
 }
 
-func (d *fields) settings(name string, dst *dingtalk.ChatSettings) {
+func (d *fields) settings(name string, dst *GroupSettings) {
 	v, ok := d.raw(name)
 	if !ok {
 		return

@@ -26,6 +26,65 @@ type Provisioned struct {
 	// sent again: a second group may exist. Never set for scene groups,
 	// which DingTalk de-duplicates.
 	PossibleDuplicate bool `json:"possible_duplicate,omitempty"`
+	// Stale is true when a creation found its project's group already
+	// showing a later version (an update that carried everything created
+	// it): nothing was changed, and the result carries the group as it stands.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// Updated is the group.updated result: the group now shows the update (or
+// already did).
+type Updated struct {
+	ID                 string          `json:"id"`
+	SourceSubject      string          `json:"source_subject"`
+	SourceID           string          `json:"source_id"`
+	ProjectID          string          `json:"project_id,omitempty"`
+	EventID            string          `json:"event_id,omitempty"`
+	ChatID             string          `json:"chatid"`
+	OpenConversationID string          `json:"open_conversation_id"`
+	Added              []string        `json:"added"`   // members put in the group by this update
+	Removed            []string        `json:"removed"` // members the provisioner had put in and took out
+	Owner              *Change         `json:"owner,omitempty"`
+	Name               *Change         `json:"name,omitempty"`
+	MemberCount        int             `json:"member_count"` // the members the provisioner manages, owner included
+	Version            int64           `json:"version"`      // the version the group shows now
+	Unchanged          bool            `json:"unchanged,omitempty"`
+	Stale              bool            `json:"stale,omitempty"`
+	Attempts           int             `json:"attempts"`
+	Metadata           json.RawMessage `json:"metadata,omitempty"`
+	UpdatedAt          time.Time       `json:"updated_at"`
+}
+
+// Change is a value an update changed.
+type Change struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// Close actions, as group.closed reports them.
+const (
+	ActionArchived  = "archived"  // renamed with the closed prefix and muted
+	ActionDisbanded = "disbanded" // a scene group, dissolved
+	ActionKept      = "kept"      // left as it was: only the provisioner's record is closed
+)
+
+// Closed is the group.closed result: the project closed and its group was
+// archived, disbanded or kept. A second close repeats the first's action,
+// name and time.
+type Closed struct {
+	ID                 string          `json:"id"`
+	SourceSubject      string          `json:"source_subject"`
+	SourceID           string          `json:"source_id"`
+	ProjectID          string          `json:"project_id,omitempty"`
+	EventID            string          `json:"event_id,omitempty"`
+	ChatID             string          `json:"chatid"`
+	OpenConversationID string          `json:"open_conversation_id"`
+	Action             string          `json:"action"` // one of the Action constants
+	Name               string          `json:"name"`   // the group's name after the close
+	Version            int64           `json:"version"`
+	Attempts           int             `json:"attempts"`
+	Metadata           json.RawMessage `json:"metadata,omitempty"`
+	ClosedAt           time.Time       `json:"closed_at"`
 }
 
 // Failed is the group.failed result: the event will never be provisioned as sent.
@@ -54,20 +113,22 @@ type Failure struct {
 	DingTalkRequestID string `json:"dingtalk_request_id,omitempty"` // DingTalk's request id, for a support ticket
 }
 
-// SetRef sets project_id or event_id from an event's kind.
-func (p *Provisioned) SetRef(e *Event) {
-	if e.Kind == EventScheduled {
-		p.EventID = e.RefID
-	} else {
-		p.ProjectID = e.RefID
+// refs returns the project_id and event_id of an event's results: one is empty.
+func refs(e *Event) (projectID, eventID string) {
+	if e.Kind.Events() {
+		return "", e.RefID
 	}
+	return e.RefID, ""
 }
 
 // SetRef sets project_id or event_id from an event's kind.
-func (f *Failed) SetRef(e *Event) {
-	if e.Kind == EventScheduled {
-		f.EventID = e.RefID
-	} else {
-		f.ProjectID = e.RefID
-	}
-}
+func (p *Provisioned) SetRef(e *Event) { p.ProjectID, p.EventID = refs(e) }
+
+// SetRef sets project_id or event_id from an event's kind.
+func (f *Failed) SetRef(e *Event) { f.ProjectID, f.EventID = refs(e) }
+
+// SetRef sets project_id or event_id from an event's kind.
+func (u *Updated) SetRef(e *Event) { u.ProjectID, u.EventID = refs(e) }
+
+// SetRef sets project_id or event_id from an event's kind.
+func (c *Closed) SetRef(e *Event) { c.ProjectID, c.EventID = refs(e) }

@@ -289,7 +289,7 @@ func TestAProducersStreamIsLeftAlone(t *testing.T) {
 	ce := newClusterEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := ce.js.CreateStream(ctx, jetstream.StreamConfig{Name: "HR_EVENTS", Subjects: []string{"project.created", "event.scheduled"}}); err != nil {
+	if _, err := ce.js.CreateStream(ctx, jetstream.StreamConfig{Name: "HR_EVENTS", Subjects: []string{"project.*", "event.*"}}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig()

@@ -22,13 +22,19 @@ type Config struct {
 	// Default: project.created and event.scheduled.
 	Subjects map[string]messages.Kind
 
-	EventsStream       string // stream created for the input subjects when none captures them; PROVISIONER_EVENTS
-	ResultsStream      string // stream created for the results when none captures them; PROVISIONER_RESULTS
-	DeadLetterStream   string // stream for dead letters; PROVISIONER_DEAD_LETTERS
-	Consumer           string // durable pull consumer shared by all workers; provisioner
-	Bucket             string // KV bucket of step records; provisioner_state
-	BudgetBucket       string // KV bucket of the month's DingTalk calls and the pause; provisioner_budget
+	EventsStream     string // stream created for the input subjects when none captures them; PROVISIONER_EVENTS
+	ResultsStream    string // stream created for the results when none captures them; PROVISIONER_RESULTS
+	DeadLetterStream string // stream for dead letters; PROVISIONER_DEAD_LETTERS
+	Consumer         string // durable pull consumer shared by all workers; provisioner
+	Bucket           string // KV bucket of step records; provisioner_state
+	BudgetBucket     string // KV bucket of the month's DingTalk calls and the pause; provisioner_budget
+	// ProjectBucket is the KV bucket of project records (one per project or
+	// scheduled event: its group, managed members, version, close), kept
+	// without a TTL; provisioner_projects.
+	ProjectBucket      string
 	ProvisionedSubject string // group.provisioned
+	UpdatedSubject     string // group.updated
+	ClosedSubject      string // group.closed
 	FailedSubject      string // group.failed
 	// DeadLetterSubject prefixes the original subject: provisioner.dead_letter.project.created.
 	DeadLetterSubject string
@@ -63,14 +69,28 @@ type Config struct {
 
 	InstanceID string           // names this process in step records; default host-pid
 	Now        func() time.Time // default time.Now
+
+	// OnClose is what a close does to the group: CloseArchive (default),
+	// CloseDisband (scene groups; plain ones are archived) or CloseKeep.
+	OnClose string
+	// ClosedNamePrefix goes before an archived group's name; "[已结束] ".
+	ClosedNamePrefix string
 }
+
+// What a close does to a group (Config.OnClose).
+const (
+	CloseArchive = "archive" // rename with ClosedNamePrefix and mute: one call
+	CloseDisband = "disband" // dissolve a scene group; a plain group is archived
+	CloseKeep    = "keep"    // no call: only the record is closed
+)
 
 // DefaultSubjects are the input subjects of the contract.
 func DefaultSubjects() map[string]messages.Kind {
-	return map[string]messages.Kind{
-		string(messages.ProjectCreated): messages.ProjectCreated,
-		string(messages.EventScheduled): messages.EventScheduled,
+	out := make(map[string]messages.Kind, 6)
+	for _, k := range messages.Kinds() {
+		out[string(k)] = k
 	}
+	return out
 }
 
 func (c Config) withDefaults() Config {
@@ -88,7 +108,14 @@ func (c Config) withDefaults() Config {
 	def(&c.Consumer, "provisioner")
 	def(&c.Bucket, "provisioner_state")
 	def(&c.BudgetBucket, "provisioner_budget")
+	def(&c.ProjectBucket, "provisioner_projects")
 	def(&c.ProvisionedSubject, "group.provisioned")
+	def(&c.UpdatedSubject, "group.updated")
+	def(&c.ClosedSubject, "group.closed")
+	def(&c.OnClose, CloseArchive)
+	if c.ClosedNamePrefix == "" {
+		c.ClosedNamePrefix = "[已结束] "
+	}
 	def(&c.FailedSubject, "group.failed")
 	def(&c.DeadLetterSubject, "provisioner.dead_letter")
 	dur := func(d *time.Duration, v time.Duration) {
@@ -147,7 +174,12 @@ func (c Config) validate() error {
 			problems = append(problems, fmt.Sprintf("input subject %q must be a literal subject", subj))
 		}
 	}
-	for _, s := range []string{c.ProvisionedSubject, c.FailedSubject, c.DeadLetterSubject} {
+	switch c.OnClose {
+	case CloseArchive, CloseDisband, CloseKeep:
+	default:
+		problems = append(problems, fmt.Sprintf("on close must be %s, %s or %s, got %q", CloseArchive, CloseDisband, CloseKeep, c.OnClose))
+	}
+	for _, s := range []string{c.ProvisionedSubject, c.UpdatedSubject, c.ClosedSubject, c.FailedSubject, c.DeadLetterSubject} {
 		if s == "" || strings.ContainsAny(s, "*> ") {
 			problems = append(problems, fmt.Sprintf("output subject %q must be a literal subject", s))
 		}

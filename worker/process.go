@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"provisioner/messages"
+	"provisioner/projects"
 	"provisioner/telemetry"
 )
 
@@ -34,6 +35,7 @@ type job struct {
 
 	mu    sync.Mutex
 	claim *claim // guarded by mu: set once this delivery holds the record
+	hold  *hold  // guarded by mu: set while this delivery holds its project
 }
 
 func (j *job) setClaim(c *claim) {
@@ -82,6 +84,11 @@ func (w *Worker) heartbeat(ctx context.Context, j *job) (stop func()) {
 				if c := j.held(); c != nil {
 					if err := c.update(ctx, func(*record) {}); err != nil && !errors.Is(err, errClaimLost) {
 						j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("renewing the step record's lease")
+					}
+				}
+				if h := j.projectHold(); h != nil {
+					if err := h.lock.Update(ctx, nil); err != nil && !errors.Is(err, projects.ErrLockLost) {
+						j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("renewing the project's lease")
 					}
 				}
 			}
@@ -141,7 +148,7 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 		flag(j.log.Info().Str("event_id", j.eventID).Str("step", string(rec.Step)).Str("chatid", rec.ChatID), &rec).
 			Msg("resuming an event another delivery left unfinished")
 	}
-	return w.provision(ctx, stopping, j)
+	return w.apply(ctx, stopping, j)
 }
 
 // settle is the one place that decides what happens to a message:
@@ -208,6 +215,9 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 }
 
 func (w *Worker) releaseClaim(ctx context.Context, j *job, log zerolog.Logger, freshBudget bool) {
+	if err := w.releaseProject(ctx, j, false); err != nil {
+		log.Warn().Err(err).Msg("letting the project go; its next event waits out the lease")
+	}
 	c := j.held()
 	if c == nil {
 		return
@@ -237,6 +247,9 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 	}
 	data, err := encodeJSON(res)
 	if err != nil {
+		return err
+	}
+	if err := w.releaseProject(ctx, j, true); err != nil {
 		return err
 	}
 	if err := w.deadLetter(ctx, j.msg, j.seq, f); err != nil {

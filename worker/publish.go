@@ -33,6 +33,8 @@ const (
 	CloudEventsSource          = "/provisioner"
 	CloudEventsTypeProvisioned = "provisioner.group.provisioned"
 	CloudEventsTypeFailed      = "provisioner.group.failed"
+	CloudEventsTypeUpdated     = "provisioner.group.updated"
+	CloudEventsTypeClosed      = "provisioner.group.closed"
 )
 
 // publish sends a result with a message id, so that a republish (after a
@@ -43,8 +45,13 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	ceType := CloudEventsTypeFailed
-	if subject == w.cfg.ProvisionedSubject {
+	switch subject {
+	case w.cfg.ProvisionedSubject:
 		ceType = CloudEventsTypeProvisioned
+	case w.cfg.UpdatedSubject:
+		ceType = CloudEventsTypeUpdated
+	case w.cfg.ClosedSubject:
+		ceType = CloudEventsTypeClosed
 	}
 	msg.Header.Set("ce-specversion", "1.0")
 	msg.Header.Set("ce-id", msgID)
@@ -55,9 +62,11 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 	var at struct {
 		Provisioned time.Time `json:"provisioned_at"`
 		Failed      time.Time `json:"failed_at"`
+		Updated     time.Time `json:"updated_at"`
+		Closed      time.Time `json:"closed_at"`
 	}
 	if json.Unmarshal(data, &at) == nil {
-		for _, t := range []time.Time{at.Provisioned, at.Failed} {
+		for _, t := range []time.Time{at.Provisioned, at.Failed, at.Updated, at.Closed} {
 			if !t.IsZero() {
 				msg.Header.Set("ce-time", t.UTC().Format(time.RFC3339Nano))
 			}

@@ -68,7 +68,7 @@ func TestTokenExpiresMidRun(t *testing.T) {
 			e.waitFor("half the groups", func() bool { return e.sim.Stats().GroupsCreated >= events/4 })
 			e.sim.ExpireTokens()
 		}
-		e.publish("event.scheduled", map[string]any{"id": fmt.Sprint(i), "event_id": "E", "title": fmt.Sprint("t", i), "organizer": "o",
+		e.publish("event.scheduled", map[string]any{"id": fmt.Sprint(i), "event_id": fmt.Sprint("E-", i), "title": fmt.Sprint("t", i), "organizer": "o",
 			"attendees": []string{"a"}, "starts_at": "2026-12-01T09:00:00Z"})
 	}
 	checkAllProvisioned(t, e, events)

@@ -48,6 +48,27 @@ func (k *killable) JoinLink(ctx context.Context, g dingtalk.Group, sharer string
 	return k.Groups.JoinLink(ctx, g, sharer)
 }
 
+func (k *killable) Change(ctx context.Context, g dingtalk.Group, c *dingtalk.Change) error {
+	if k.dead.Load() {
+		return errDead
+	}
+	return k.Groups.Change(ctx, g, c)
+}
+
+func (k *killable) Disband(ctx context.Context, g dingtalk.Group) error {
+	if k.dead.Load() {
+		return errDead
+	}
+	return k.Groups.Disband(ctx, g)
+}
+
+func (k *killable) Read(ctx context.Context, g dingtalk.Group) (*dingtalk.GroupState, error) {
+	if k.dead.Load() {
+		return nil, errDead
+	}
+	return k.Groups.Read(ctx, g)
+}
+
 // soakResult is what a soak run measured.
 type soakResult struct {
 	results, provisioned, flagged int

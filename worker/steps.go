@@ -44,7 +44,7 @@ func (w *Worker) createGroup(ctx context.Context, stopping <-chan struct{}, j *j
 		return nil
 	}
 	first := ev.Members[:min(len(ev.Members), lim.MembersAtCreate)]
-	req := &dingtalk.NewGroup{Name: messages.GroupName(ev.Name, lim.NameRunes), Owner: ev.Owner, Members: first, Settings: ev.Group, Key: j.key}
+	req := &dingtalk.NewGroup{Name: messages.GroupName(ev.Name, lim.NameRunes), Owner: ev.Owner, Members: first, Settings: chatSettings(ev.Group), Key: j.key}
 	onWire := func(ctx context.Context, _ string) error {
 		return c.update(ctx, func(r *record) { r.CreateInFlight = true })
 	}
@@ -84,6 +84,13 @@ func (w *Worker) createGroup(ctx context.Context, stopping <-chan struct{}, j *j
 		r.CreateInFlight = false
 		r.PossibleDuplicate = r.CreateUnanswered && !lim.Deduplicated
 	})
+}
+
+// chatSettings is the contract's group settings in the client's terms.
+func chatSettings(g messages.GroupSettings) dingtalk.ChatSettings {
+	return dingtalk.ChatSettings{Icon: g.Icon, ShowHistoryType: g.ShowHistoryType, Searchable: g.Searchable,
+		ValidationType: g.ValidationType, MentionAllAuthority: g.MentionAllAuthority,
+		ManagementType: g.ManagementType, ChatBannedType: g.ChatBannedType}
 }
 
 // addMembers adds the members beyond the create's in batches. A batch that
@@ -175,18 +182,17 @@ func (w *Worker) fetchLink(ctx context.Context, stopping <-chan struct{}, j *job
 	return link, err
 }
 
-// publishProvisioned records the link and the result in one write, then
-// publishes the result. A worker that dies between the two leaves a record
-// that says done: the next delivery publishes the same result, with the same
-// message id, and calls DingTalk no more. (A write that fails is kept in the
-// claim, and the release that follows records it.)
+// publishProvisioned records the group in its project and the result in the
+// step record, then publishes the result (see finish). A worker that dies
+// between leaves records that say done: the next delivery publishes the same
+// result, with the same message id, and calls DingTalk no more.
 func (w *Worker) publishProvisioned(ctx context.Context, j *job, link string) error {
 	ev, c := j.ev, j.held()
-	rec := c.snapshot()
+	rec, lim := c.snapshot(), w.groups.Limits()
 	res := messages.Provisioned{
 		ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
 		ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID, InviteURL: link,
-		Name: messages.GroupName(ev.Name, w.groups.Limits().NameRunes), Owner: ev.Owner, MemberCount: len(ev.Members), Attempts: rec.Attempts,
+		Name: messages.GroupName(ev.Name, lim.NameRunes), Owner: ev.Owner, MemberCount: len(ev.Members), Attempts: rec.Attempts,
 		Metadata: ev.Metadata, ProvisionedAt: w.cfg.Now().UTC(), PossibleDuplicate: rec.PossibleDuplicate,
 	}
 	res.SetRef(ev)
@@ -194,13 +200,11 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job, link string) er
 	if err != nil {
 		return err
 	}
-	err = c.update(ctx, func(r *record) {
-		r.Step, r.InviteURL, r.ResultSubject, r.Result = stepDone, link, w.cfg.ProvisionedSubject, data
-	})
-	if err != nil {
-		return err
-	}
-	if err := w.publish(ctx, w.cfg.ProvisionedSubject, msgID(w.cfg.ProvisionedSubject, j.key), data); err != nil {
+	next := j.projectHold().lock.Record()
+	next.Created, next.ChatID, next.OpenConversationID, next.InviteURL = true, rec.ChatID, rec.OpenConversationID, link
+	next.Name, next.Owner, next.Listed, next.Managed = res.Name, ev.Owner, ev.Listed, ev.Members
+	next.Version, next.Seq, next.Unsure = ev.Version, j.seq, false
+	if err := w.finish(ctx, j, w.cfg.ProvisionedSubject, data, &next, func(r *record) { r.InviteURL = link }); err != nil {
 		return err
 	}
 	flag(j.log.Info().Str("event_id", ev.ID).Str("chatid", rec.ChatID).Int("members", len(ev.Members)).

@@ -18,6 +18,7 @@ type topology struct {
 	eventsStream string
 	consumer     jetstream.Consumer
 	kv           jetstream.KeyValue
+	projects     jetstream.KeyValue
 }
 
 // ensureTopology finds or creates the streams, the consumer and the bucket.
@@ -32,7 +33,7 @@ func ensureTopology(ctx context.Context, js jetstream.JetStream, c Config, e *st
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ensureStream(ctx, e, c, c.ResultsStream, []string{c.ProvisionedSubject, c.FailedSubject}, c.Retention, 10*time.Minute); err != nil {
+	if _, err := ensureStream(ctx, e, c, c.ResultsStream, []string{c.ProvisionedSubject, c.UpdatedSubject, c.ClosedSubject, c.FailedSubject}, c.Retention, 10*time.Minute); err != nil {
 		return nil, err
 	}
 	if _, err := ensureStream(ctx, e, c, c.DeadLetterStream, []string{c.DeadLetterSubject + ".>"}, 0, 10*time.Minute); err != nil {
@@ -67,37 +68,53 @@ func ensureTopology(ctx context.Context, js jetstream.JetStream, c Config, e *st
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &topology{eventsStream: events, consumer: cons, kv: kv}, nil
+	projects, err := e.KeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      c.ProjectBucket,
+		Description: "DingTalk group provisioner: one record per project, kept as long as the project",
+		History:     1,
+		Storage:     c.Storage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return &topology{eventsStream: events, consumer: cons, kv: kv, projects: projects}, nil
 }
 
 // ensureStream returns the stream that captures subjects: the existing one if
 // any stream captures the first subject (left alone, but for a warning when
 // it keeps fewer replicas than the worker's), else a new stream called name.
 func ensureStream(ctx context.Context, e *streams.Ensurer, c Config, name string, subjects []string, maxAge, dupWindow time.Duration) (string, error) {
-	var found string
-	err := e.Retry(ctx, fmt.Sprintf("looking up the stream for %q", subjects[0]), func(ctx context.Context) (err error) {
-		found, err = e.JS.StreamNameBySubject(ctx, subjects[0])
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			found, err = "", nil
-		}
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("worker: %w", err)
-	}
-	if found != "" && found != name {
-		for _, s := range subjects[1:] {
-			other, err := e.JS.StreamNameBySubject(ctx, s)
-			if err != nil || other != found {
-				return "", fmt.Errorf("worker: subject %q is captured by stream %q but %q is not; one stream must capture them all", subjects[0], found, s)
+	found := make([]string, len(subjects)) // the stream capturing each subject, "" for none
+	for i, subj := range subjects {
+		err := e.Retry(ctx, fmt.Sprintf("looking up the stream for %q", subj), func(ctx context.Context) (err error) {
+			found[i], err = e.JS.StreamNameBySubject(ctx, subj)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				found[i], err = "", nil
 			}
-		}
-		if err := e.CheckForeign(ctx, found); err != nil {
+			return err
+		})
+		if err != nil {
 			return "", fmt.Errorf("worker: %w", err)
 		}
-		return found, nil
 	}
-	_, err = e.Stream(ctx, jetstream.StreamConfig{
+	var foreign string
+	for _, f := range found {
+		if f != "" && f != name {
+			foreign = f
+		}
+	}
+	if foreign != "" {
+		for i, s := range subjects {
+			if found[i] != foreign {
+				return "", fmt.Errorf("worker: stream %q captures some of the input subjects but not %q; one stream must capture them all (add it to that stream)", foreign, s)
+			}
+		}
+		if err := e.CheckForeign(ctx, foreign); err != nil {
+			return "", fmt.Errorf("worker: %w", err)
+		}
+		return foreign, nil
+	}
+	_, err := e.Stream(ctx, jetstream.StreamConfig{
 		Name:       name,
 		Subjects:   subjects,
 		Storage:    c.Storage,

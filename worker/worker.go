@@ -20,6 +20,7 @@ import (
 
 	"provisioner/budget"
 	"provisioner/dingtalk"
+	"provisioner/projects"
 	"provisioner/streams"
 )
 
@@ -31,6 +32,7 @@ type Worker struct {
 	topo   *topology
 	groups dingtalk.Groups
 	budget *budget.Keeper
+	proj   *projects.Store
 	pacer  *budget.Pacer                // set by Run when Config.QPS is set
 	shared atomic.Pointer[budget.Pacer] // the same, for readers outside Run
 	halt   *halt                        // this worker's own stop, when DingTalk refuses its configuration
@@ -58,7 +60,8 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, halt: newHalt(), log: log}, nil
+	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, halt: newHalt(), log: log,
+		proj: projects.NewStore(topo.projects, cfg.AckWait, cfg.Now)}, nil
 }
 
 // Budget is the shared budget this worker spends and pauses; safe to share

@@ -347,7 +347,7 @@ func TestExistingStreamIsUsedAsItIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.start(testConfig(), nil)
-	e.publish("project.updated", []byte(`{"not":"for us"}`)) // captured by the stream, not consumed by the worker
+	e.publish("project.archived", []byte(`{"not":"for us"}`)) // captured by the stream, not consumed by the worker
 	e.publish("project.created", project("p1", "u1"))
 	if r := e.results(1)[0]; r.Subject != "group.provisioned" || r.SourceID != "p1" || len(e.results(1)) != 1 {
 		t.Fatalf("result: %s", r.Raw)
@@ -359,8 +359,8 @@ func TestExistingStreamIsUsedAsItIs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no consumer on the existing stream: %v", err)
 	}
-	if got := info.CachedInfo().Config.FilterSubjects; len(got) != 2 {
-		t.Fatalf("consumer filters %v, want the two input subjects", got)
+	if got := info.CachedInfo().Config.FilterSubjects; len(got) != 6 {
+		t.Fatalf("consumer filters %v, want the six input subjects", got)
 	}
 }
 

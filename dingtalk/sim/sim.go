@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -270,6 +271,22 @@ func (s *Server) Group(id string) (Group, bool) {
 		return Group{}, false
 	}
 	return g.clone(), true
+}
+
+// AddByHand adds a member to a group (by chat id or open conversation id)
+// as a person would in the DingTalk app, outside the API: no call is
+// counted. It reports whether the group exists.
+func (s *Server) AddByHand(id, userID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.groups[id]
+	if !ok {
+		g, ok = s.byCID[id]
+	}
+	if ok && !slices.Contains(g.Members, userID) {
+		g.Members = append(g.Members, userID)
+	}
+	return ok
 }
 
 func (g *Group) clone() Group {

@@ -1,0 +1,118 @@
+// Package projects keeps one record per project (or scheduled event) and
+// decides what an update asks of its group: the group's ids and link, the
+// members the provisioner put in it, its owner and name, the last version
+// applied, whether it is closed, and a lease that lets one event at a time,
+// on any worker, change it.
+package projects
+
+import (
+	"encoding/json"
+	"time"
+
+	"provisioner/messages"
+)
+
+// Kinds of group a record can hold.
+const (
+	KindPlain = "plain"
+	KindScene = "scene"
+)
+
+// schema is written into every record, for a later version to read old ones.
+const schema = 1
+
+// Record is a project's record. It lives as long as the project does: the
+// bucket has no TTL.
+type Record struct {
+	Schema int    `json:"schema"`
+	RefID  string `json:"ref_id"` // project_id or event_id
+	Kind   string `json:"kind,omitempty"`
+
+	ChatID             string `json:"chatid,omitempty"`
+	OpenConversationID string `json:"open_conversation_id,omitempty"`
+	InviteURL          string `json:"invite_url,omitempty"`
+
+	Name    string   `json:"name,omitempty"`    // the group's name as last set (cut to its kind's limit)
+	Owner   string   `json:"owner,omitempty"`   // the group's owner as last set
+	Listed  []string `json:"listed,omitempty"`  // the members as the project last listed them
+	Managed []string `json:"managed,omitempty"` // who the provisioner put in the group, the owner included
+
+	Version int64  `json:"version"`       // the version last applied
+	Seq     uint64 `json:"seq,omitempty"` // the stream sequence of the event last applied
+
+	// Creator is the event creating the group; until Created its step
+	// record, not this one, says how far the creation got.
+	Creator string `json:"creator,omitempty"`
+	Created bool   `json:"created,omitempty"`
+	// Unsure: a change may have landed unseen (its holder died, or DingTalk
+	// answered without a code). The next change reads the group first.
+	Unsure bool `json:"unsure,omitempty"`
+	// Adding is who the change under way is adding, written before the
+	// first call that adds: if its holder dies, whoever reads the group next
+	// knows them for the provisioner's, not a person's.
+	Adding []string `json:"adding,omitempty"`
+	Closed *Closure `json:"closed,omitempty"`
+
+	// LastEvent and LastResult are the last event applied and its result,
+	// written with the change: a delivery of it that finds it here
+	// publishes that result rather than working it again.
+	LastEvent   string          `json:"last_event,omitempty"`
+	LastSubject string          `json:"last_subject,omitempty"`
+	LastResult  json.RawMessage `json:"last_result,omitempty"`
+
+	// The lease: one event at a time changes the group.
+	Holder      string    `json:"holder,omitempty"`       // the delivery holding it
+	HolderEvent string    `json:"holder_event,omitempty"` // its event's key
+	LeaseUntil  time.Time `json:"lease_until,omitzero"`
+}
+
+// Closure is how a project was closed: a second close repeats it.
+type Closure struct {
+	Action string    `json:"action"` // messages.ActionArchived, …Disbanded or …Kept
+	Name   string    `json:"name"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by"` // the closing event's key
+}
+
+// HasGroup says whether the record knows its group.
+func (r *Record) HasGroup() bool { return r.ChatID != "" || r.OpenConversationID != "" }
+
+// Creating says whether a creation is under way: its event's step record
+// knows how far it got, and nothing else may create or change the group.
+func (r *Record) Creating() bool { return r.Creator != "" && !r.Created }
+
+// Stale says whether an event of version v that arrived at stream sequence
+// seq is older than what the group shows: with versions, one not greater
+// than the last applied; without (both 0), one that arrived before the last
+// applied.
+func (r *Record) Stale(v int64, seq uint64) bool {
+	if v != 0 || r.Version != 0 {
+		return v <= r.Version
+	}
+	return seq <= r.Seq
+}
+
+// Want is what an event asks the group to be.
+type Want struct {
+	Name    string   // cut to the kind's limit
+	Owner   string   //
+	Listed  []string // the members as listed
+	Members []string // the owner followed by Listed, deduplicated
+}
+
+// Wanted is the group an event asks for: each field it carries replaces the
+// record's, the others stay. nameRunes is the kind's name limit.
+func Wanted(r *Record, ev *messages.Event, nameRunes int) Want {
+	w := Want{Name: r.Name, Owner: r.Owner, Listed: r.Listed}
+	if ev.Has.Name {
+		w.Name = messages.GroupName(ev.Name, nameRunes)
+	}
+	if ev.Has.Owner {
+		w.Owner = ev.Owner
+	}
+	if ev.Has.Members {
+		w.Listed = ev.Listed
+	}
+	w.Members = messages.GroupMembers(w.Owner, w.Listed)
+	return w
+}

@@ -1,0 +1,86 @@
+package worker
+
+import (
+	"context"
+	"errors"
+
+	"provisioner/dingtalk"
+	"provisioner/messages"
+	"provisioner/projects"
+)
+
+// close closes a project's group as Config.OnClose says: archive (renamed
+// with the prefix and muted, one call), disband (a scene group; a plain
+// group cannot be and is archived), or keep (no call). The record is then
+// closed: later updates fail group_closed, a later close repeats this one.
+// A close is applied whatever its version: a project closes once.
+func (w *Worker) close(ctx context.Context, stopping <-chan struct{}, j *job, rec projects.Record) error {
+	ev, h, lim := j.ev, j.projectHold(), w.groups.Limits()
+	st := rec
+	h.state = &st
+	action := w.cfg.OnClose
+	if action == CloseDisband && !lim.Disbandable {
+		action = CloseArchive
+	}
+	grp := group(&st)
+	closure := projects.Closure{Name: st.Name, By: j.key}
+	switch action {
+	case CloseArchive:
+		name := messages.GroupName(w.cfg.ClosedNamePrefix+st.Name, lim.NameRunes)
+		change := dingtalk.Change{Name: name, Mute: true}
+		// Renaming and muting again is harmless: a close that may have
+		// landed unseen is simply sent again.
+		if err := w.call(ctx, stopping, j, "archive the group", func(ctx context.Context) error {
+			return w.groups.Change(ctx, grp, &change)
+		}); err != nil {
+			return err
+		}
+		st.Apply(&change)
+		closure.Action, closure.Name = messages.ActionArchived, name
+	case CloseDisband:
+		err := w.call(ctx, stopping, j, "disband the group", func(ctx context.Context) error {
+			if st.Unsure { // an earlier disband may have landed: DingTalk refuses a second
+				gs, err := w.groups.Read(ctx, grp)
+				if err != nil {
+					return err
+				}
+				j.held().addAttempts(1)
+				if st.Unsure = false; gs.Dissolved {
+					return nil
+				}
+			}
+			err := w.groups.Disband(ctx, grp)
+			if err != nil && dingtalk.Classify(err) == dingtalk.OutcomeUnknown {
+				st.Unsure = true
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		closure.Action = messages.ActionDisbanded
+	default:
+		closure.Action = messages.ActionKept
+	}
+	closure.At = w.cfg.Now().UTC()
+	st.Closed, st.Unsure = &closure, false
+	st.Version, st.Seq = max(st.Version, ev.Version), max(st.Seq, j.seq)
+	return w.closed(ctx, j, st)
+}
+
+// closed publishes a closed project's result: the close's action, name and
+// time, whichever close event asks.
+func (w *Worker) closed(ctx context.Context, j *job, st projects.Record) error {
+	ev := j.ev
+	if st.Closed == nil {
+		return errors.New("worker: closed called on an open project")
+	}
+	res := messages.Closed{
+		ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
+		ChatID: st.ChatID, OpenConversationID: st.OpenConversationID,
+		Action: st.Closed.Action, Name: st.Closed.Name, Version: st.Version,
+		Attempts: j.held().snapshot().Attempts, Metadata: ev.Metadata, ClosedAt: st.Closed.At,
+	}
+	res.SetRef(ev)
+	return w.done(ctx, j, w.cfg.ClosedSubject, res, &st)
+}

@@ -1,0 +1,180 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"provisioner/dingtalk"
+	"provisioner/messages"
+	"provisioner/projects"
+)
+
+// hold is a job's hold on its project's record.
+type hold struct {
+	lock *projects.Lock
+	// state is the record as this event's changes have left it so far
+	// (nil: as locked); a release writes it, so that what landed is kept.
+	state *projects.Record
+}
+
+func (j *job) setHold(h *hold) {
+	j.mu.Lock()
+	j.hold = h
+	j.mu.Unlock()
+}
+
+func (j *job) projectHold() *hold {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.hold
+}
+
+// kind is the kind of group this worker makes.
+func (w *Worker) kind() string {
+	if w.groups.Limits().Deduplicated {
+		return projects.KindScene
+	}
+	return projects.KindPlain
+}
+
+// apply works an event that holds its step record, under its project's
+// lock: one event at a time changes a project's group, whichever worker
+// holds it. It creates the group, changes it, or closes it, as the event
+// and the project's record say.
+func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) error {
+	ev := j.ev
+	var fresh func(*projects.Record)
+	if ev.Kind.Op() == messages.OpCreate || (ev.Kind.Op() == messages.OpUpdate && ev.Complete()) {
+		fresh = func(r *projects.Record) { r.Creator, r.Kind = j.key, w.kind() }
+	}
+	lock, err := w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, j.held().snapshot().Holder, fresh)
+	var busy *projects.HeldError
+	if errors.As(err, &busy) {
+		return &retryLater{delay: w.projectWait(busy.For), why: "held", reason: "another event of this project is being worked"}
+	}
+	if err != nil {
+		return err
+	}
+	j.setHold(&hold{lock: lock})
+	rec := lock.Record()
+	switch {
+	case rec.LastEvent == j.key && rec.LastResult != nil:
+		// Applied by a delivery that stopped before recording its result.
+		return w.finish(ctx, j, rec.LastSubject, rec.LastResult, nil, nil)
+	case rec.Creating() && rec.Creator != j.key:
+		return &retryLater{delay: w.projectWait(time.Second), why: "held", reason: "the project's group is still being created by another event"}
+	case rec.Creator == j.key && !rec.Created:
+		return w.provision(ctx, stopping, j)
+	case rec.Kind != "" && rec.Kind != w.kind():
+		return &failure{reason: messages.ReasonInternal, message: fmt.Sprintf(
+			"the project's group is a %s group but this worker makes %s groups: run a worker of the group's kind for it", rec.Kind, w.kind())}
+	case rec.Closed != nil:
+		if ev.Kind.Op() == messages.OpClose {
+			return w.closed(ctx, j, rec)
+		}
+		return &failure{reason: messages.ReasonGroupClosed, message: fmt.Sprintf(
+			"%s %q was closed at %s (its group %s): an update after the close changes nothing",
+			ev.RefField(), ev.RefID, rec.Closed.At.Format(time.RFC3339), rec.Closed.Action)}
+	case !rec.HasGroup():
+		if fresh == nil {
+			return &failure{reason: messages.ReasonNoGroup, message: fmt.Sprintf(
+				"%s %q has no group, and this %s does not carry what creating one needs (name, owner and members)", ev.RefField(), ev.RefID, ev.Kind)}
+		}
+		if err := lock.Update(ctx, func(r *projects.Record) { fresh(r); r.Unsure = false }); err != nil {
+			return err
+		}
+		return w.provision(ctx, stopping, j)
+	case ev.Kind.Op() == messages.OpClose:
+		return w.close(ctx, stopping, j, rec)
+	}
+	return w.change(ctx, stopping, j, rec)
+}
+
+// projectWait is how long an event waits for its project's lock: soon,
+// since the holder is usually done in a moment, with jitter so that waiters
+// do not come back together.
+func (w *Worker) projectWait(left time.Duration) time.Duration {
+	d := min(max(left, 100*time.Millisecond), time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+// finish ends an event whose project now says what it did: the project's
+// record is written and let go (with next applied, when set), then the step
+// record keeps the result, then it is published. A worker that dies between
+// the writes leaves a project record whose LastEvent is this event: the
+// next delivery publishes that result (see apply).
+func (w *Worker) finish(ctx context.Context, j *job, subject string, data []byte, next *projects.Record, also func(*record)) error {
+	h, c := j.projectHold(), j.held()
+	err := h.lock.Unlock(ctx, func(r *projects.Record) {
+		if next != nil {
+			*r = *next
+		}
+		r.LastEvent, r.LastSubject, r.LastResult = j.key, subject, data
+	})
+	if err != nil {
+		return err
+	}
+	j.setHold(nil)
+	err = c.update(ctx, func(r *record) {
+		r.Step, r.ResultSubject, r.Result = stepDone, subject, data
+		if also != nil {
+			also(r)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return w.publish(ctx, subject, msgID(subject, j.key), data)
+}
+
+// releaseProject lets the project go when the event is handed back or
+// fails, keeping what landed: an update's changes so far; for a failed
+// creation, the group if one was made, so that nothing creates a second.
+func (w *Worker) releaseProject(ctx context.Context, j *job, failed bool) error {
+	h := j.projectHold()
+	if h == nil {
+		return nil
+	}
+	var rec record
+	if c := j.held(); c != nil {
+		rec = c.snapshot()
+	}
+	err := h.lock.Unlock(ctx, func(r *projects.Record) {
+		if h.state != nil {
+			*r = *h.state
+		}
+		if !r.Unsure {
+			r.Adding = nil // every add that landed is in Managed
+		}
+		if !failed || r.Creator != j.key || r.Created {
+			return
+		}
+		if rec.ChatID == "" {
+			r.Creator = "" // nothing was made: the next event that can create does
+			return
+		}
+		ev, lim := j.ev, w.groups.Limits()
+		r.Created, r.ChatID, r.OpenConversationID = true, rec.ChatID, rec.OpenConversationID
+		r.Name, r.Owner, r.Listed = messages.GroupName(ev.Name, lim.NameRunes), ev.Owner, ev.Listed
+		r.Managed = append([]string(nil), ev.Members[:min(rec.Added, len(ev.Members))]...)
+		r.Unsure = rec.AddInFlight
+		if r.Unsure {
+			r.Adding = append([]string(nil), ev.Members[min(rec.Added, len(ev.Members)):]...)
+		}
+	})
+	if errors.Is(err, projects.ErrLockLost) {
+		err = nil
+	}
+	if err == nil {
+		j.setHold(nil)
+	}
+	return err
+}
+
+// group names a record's group for the dingtalk client.
+func group(r *projects.Record) dingtalk.Group {
+	return dingtalk.Group{ChatID: r.ChatID, OpenConversationID: r.OpenConversationID}
+}

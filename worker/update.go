@@ -1,0 +1,157 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"provisioner/dingtalk"
+	"provisioner/messages"
+	"provisioner/projects"
+)
+
+// errDissolved: the group was dissolved in DingTalk, not by this project's close.
+var errDissolved = errors.New("worker: the group was dissolved in DingTalk")
+
+// change brings an existing group in line with an update (or a creation of
+// a project that has its group): the calls projects.Steps plans, each through
+// the budget and retried like any other; none when nothing changes, and no
+// read of the group unless a change may have landed unseen. An update older
+// than what the group shows changes nothing and says so (stale).
+func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, rec projects.Record) error {
+	ev, h, lim := j.ev, j.projectHold(), w.groups.Limits()
+	if rec.Stale(ev.Version, j.seq) {
+		return w.changed(ctx, stopping, j, &rec, projects.Delta{Added: []string{}, Removed: []string{}}, true)
+	}
+	st := rec
+	h.state = &st
+	want := projects.Wanted(&st, ev, lim.NameRunes)
+	grp := group(&st)
+	read := func(ctx context.Context) error {
+		gs, err := w.groups.Read(ctx, grp)
+		if err != nil {
+			return err
+		}
+		if gs.Dissolved {
+			return errDissolved
+		}
+		st.Reconcile(gs, want)
+		return nil
+	}
+	var delta *projects.Delta
+	for {
+		if st.Unsure {
+			if err := w.call(ctx, stopping, j, "read the group", read); err != nil {
+				return w.dissolved(err)
+			}
+		}
+		if delta == nil {
+			d := projects.Diff(&st, want)
+			delta = &d
+		}
+		steps := projects.Steps(projects.Diff(&st, want), lim, st.Managed)
+		if len(steps) == 0 {
+			break
+		}
+		if adds := adding(steps); len(adds) > 0 && !slices.Equal(adds, st.Adding) {
+			st.Adding = adds
+			if err := h.lock.Update(ctx, func(r *projects.Record) { *r = st }); err != nil {
+				return err
+			}
+		}
+		step := steps[0]
+		err := w.call(ctx, stopping, j, "update the group", func(ctx context.Context) error {
+			if st.Unsure { // the last try's answer proved nothing: look before trying again
+				if err := read(ctx); err != nil {
+					return err
+				}
+				j.held().addAttempts(1)
+				if steps = projects.Steps(projects.Diff(&st, want), lim, st.Managed); len(steps) == 0 {
+					step = dingtalk.Change{}
+					return nil
+				}
+				step = steps[0]
+			}
+			err := w.groups.Change(ctx, grp, &step)
+			if err != nil && dingtalk.Classify(err) == dingtalk.OutcomeUnknown {
+				st.Unsure = true
+			}
+			return err
+		})
+		if err != nil {
+			return w.dissolved(err)
+		}
+		st.Apply(&step)
+	}
+	st.Listed, st.Adding = want.Listed, nil
+	st.Version, st.Seq = ev.Version, j.seq
+	return w.changed(ctx, stopping, j, &st, *delta, false)
+}
+
+// adding is every member the steps add.
+func adding(steps []dingtalk.Change) []string {
+	var out []string
+	for _, s := range steps {
+		out = append(out, s.Add...)
+	}
+	return out
+}
+
+// dissolved turns a group found dissolved into the event's failure.
+func (w *Worker) dissolved(err error) error {
+	if errors.Is(err, errDissolved) {
+		return &failure{reason: messages.ReasonGroupClosed, cause: err,
+			message: "the group was dissolved in DingTalk: an update cannot change it"}
+	}
+	return err
+}
+
+// changed records and publishes an update's result: group.updated, or
+// group.provisioned (with the group's link) for a creation of a project
+// that already had its group.
+func (w *Worker) changed(ctx context.Context, stopping <-chan struct{}, j *job, st *projects.Record, d projects.Delta, stale bool) error {
+	ev, attempts := j.ev, j.held().snapshot().Attempts
+	if ev.Kind.Op() == messages.OpCreate {
+		if st.InviteURL == "" {
+			err := w.call(ctx, stopping, j, "fetch the join link", func(ctx context.Context) (err error) {
+				st.InviteURL, err = w.groups.JoinLink(ctx, group(st), st.Owner)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			attempts = j.held().snapshot().Attempts
+		}
+		res := messages.Provisioned{
+			ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
+			ChatID: st.ChatID, OpenConversationID: st.OpenConversationID, InviteURL: st.InviteURL,
+			Name: st.Name, Owner: st.Owner, MemberCount: len(st.Managed), Attempts: attempts,
+			Metadata: ev.Metadata, ProvisionedAt: w.cfg.Now().UTC(), Stale: stale,
+		}
+		res.SetRef(ev)
+		return w.done(ctx, j, w.cfg.ProvisionedSubject, res, st)
+	}
+	res := messages.Updated{
+		ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
+		ChatID: st.ChatID, OpenConversationID: st.OpenConversationID,
+		Added: d.Added, Removed: d.Removed, Owner: d.Owner, Name: d.Name,
+		MemberCount: len(st.Managed), Version: st.Version, Unchanged: !stale && d.Empty(), Stale: stale,
+		Attempts: attempts, Metadata: ev.Metadata, UpdatedAt: w.cfg.Now().UTC(),
+	}
+	res.SetRef(ev)
+	return w.done(ctx, j, w.cfg.UpdatedSubject, res, st)
+}
+
+// done encodes a result, then records and publishes it (see finish).
+func (w *Worker) done(ctx context.Context, j *job, subject string, res any, st *projects.Record) error {
+	data, err := encodeJSON(res)
+	if err != nil {
+		return err
+	}
+	if err := w.finish(ctx, j, subject, data, st, nil); err != nil {
+		return err
+	}
+	j.log.Info().Str("event_id", j.eventID).Str("result", subject).Str("chatid", st.ChatID).
+		Int("attempts", j.held().snapshot().Attempts).Str("kind", string(j.ev.Kind)).Dur("took", w.cfg.Now().Sub(j.start)).Msg("result published")
+	return nil
+}
