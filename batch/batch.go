@@ -19,6 +19,7 @@ type Status string
 // The statuses of a row.
 const (
 	Provisioned Status = "provisioned" // the worker published group.provisioned
+	Updated     Status = "updated"     // the worker published group.updated
 	Failed      Status = "failed"      // the worker published group.failed
 	Invalid     Status = "invalid"     // the row is not a valid event; it was not published
 	Pending     Status = "pending"     // no result yet

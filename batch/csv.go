@@ -18,7 +18,7 @@ import (
 type fieldNames struct{ ref, name, owner, members string }
 
 func namesOf(kind messages.Kind) fieldNames {
-	if kind == messages.EventScheduled {
+	if kind.Events() {
 		return fieldNames{ref: "event_id", name: "title", owner: "organizer", members: "attendees"}
 	}
 	return fieldNames{ref: "project_id", name: "name", owner: "owner", members: "members"}
@@ -27,9 +27,9 @@ func namesOf(kind messages.Kind) fieldNames {
 // layout is where a CSV file keeps each field: column indexes from 0, -1
 // when the file has no such column.
 type layout struct {
-	headers                                 []string // as written, trimmed
-	id, name, owner, members, ref, startsAt int
-	group, metadata                         []named // group.<setting> and metadata.<key> columns
+	headers                                          []string // as written, trimmed
+	id, name, owner, members, ref, startsAt, version int
+	group, metadata                                  []named // group.<setting> and metadata.<key> columns
 }
 
 type named struct {
@@ -85,13 +85,13 @@ func blank(rec []string) bool {
 	return true
 }
 
-const columnsHelp = "id, name (or title), owner (or organizer), members (or attendees), project_id or event_id, starts_at, group.<setting> and metadata.<key>"
+const columnsHelp = "id, name (or title), owner (or organizer), members (or attendees), project_id or event_id, starts_at, version, group.<setting> and metadata.<key>"
 
 // readLayout reads the header row. Names are matched without regard to
 // case; every column must be one the batch knows, so that a misspelt
 // optional column is not silently left out.
 func readLayout(header []string, kind messages.Kind) (*layout, error) {
-	l := &layout{id: -1, name: -1, owner: -1, members: -1, ref: -1, startsAt: -1}
+	l := &layout{id: -1, name: -1, owner: -1, members: -1, ref: -1, startsAt: -1, version: -1}
 	var problems []Problem
 	bad := func(i int, format string, args ...any) {
 		problems = append(problems, Problem{Line: 1, Column: i + 1, Text: fmt.Sprintf(format, args...)})
@@ -105,7 +105,7 @@ func readLayout(header []string, kind messages.Kind) (*layout, error) {
 	}
 	names := namesOf(kind)
 	other := messages.ProjectCreated
-	if kind == messages.ProjectCreated {
+	if !kind.Events() {
 		other = messages.EventScheduled
 	}
 	for i, raw := range header {
@@ -127,10 +127,12 @@ func readLayout(header []string, kind messages.Kind) (*layout, error) {
 			set(i, &l.members)
 		case lower == names.ref:
 			set(i, &l.ref)
-		case lower == namesOf(other).ref || (lower == "starts_at" && kind != messages.EventScheduled):
+		case lower == namesOf(other).ref || (lower == "starts_at" && !kind.Events()):
 			bad(i, "%s is a field of %s events, and this batch publishes %s (see -subject)", h, other, kind)
 		case lower == "starts_at":
 			set(i, &l.startsAt)
+		case lower == "version":
+			set(i, &l.version)
 		case strings.HasPrefix(lower, "group.") && len(h) > len("group."):
 			l.group = l.addNamed(l.group, h[len("group."):], i, bad)
 		case strings.HasPrefix(lower, "metadata.") && len(h) > len("metadata."):
@@ -144,9 +146,13 @@ func readLayout(header []string, kind messages.Kind) (*layout, error) {
 			problems = append(problems, Problem{Line: 1, Text: "the header has no " + what + " column"})
 		}
 	}
-	missing(l.name, "name (or title)")
-	missing(l.owner, "owner (or organizer)")
-	missing(l.members, "members (or attendees)")
+	if kind.Op() == messages.OpCreate {
+		missing(l.name, "name (or title)")
+		missing(l.owner, "owner (or organizer)")
+		missing(l.members, "members (or attendees)")
+	} else {
+		missing(l.ref, names.ref) // an update names the project it changes
+	}
 	if kind == messages.EventScheduled {
 		missing(l.startsAt, "starts_at")
 	}
@@ -191,8 +197,25 @@ func (l *layout) row(line int, rec []string, subject string, kind messages.Kind)
 	names := namesOf(kind)
 	members := userids(cell(l.members))
 	ev := map[string]any{names.name: cell(l.name), names.owner: cell(l.owner), names.members: members}
-	if kind == messages.EventScheduled {
+	if kind.Op() == messages.OpUpdate { // an empty cell leaves the field as the project has it
+		for _, f := range []struct {
+			name  string
+			empty bool
+		}{{names.name, cell(l.name) == ""}, {names.owner, cell(l.owner) == ""}, {names.members, len(members) == 0}} {
+			if f.empty {
+				delete(ev, f.name)
+			}
+		}
+	}
+	if kind.Events() && (kind == messages.EventScheduled || cell(l.startsAt) != "") {
 		ev["starts_at"] = cell(l.startsAt)
+	}
+	if v := cell(l.version); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			ev["version"] = n
+		} else {
+			ev["version"] = v // the worker's check names the problem and the column
+		}
 	}
 	if ref := cell(l.ref); ref != "" {
 		ev[names.ref] = ref
@@ -208,7 +231,7 @@ func (l *layout) row(line int, rec []string, subject string, kind messages.Kind)
 		content, _ := json.Marshal(ev) // maps marshal in key order: the same row, the same bytes
 		id, r.derived = derivedID(content), true
 	}
-	if _, ok := ev[names.ref]; !ok {
+	if _, ok := ev[names.ref]; !ok && kind.Op() == messages.OpCreate {
 		ev[names.ref] = id
 	}
 	ev["id"] = id
@@ -273,6 +296,8 @@ func (l *layout) column(field string) (int, string) {
 		at = l.ref
 	case "starts_at":
 		at = l.startsAt
+	case "version":
+		at = l.version
 	default:
 		if setting, ok := strings.CutPrefix(root, "group."); ok {
 			for _, c := range l.group {

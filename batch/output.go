@@ -23,8 +23,11 @@ func WriteCSV(w io.Writer, outcomes []Outcome) error {
 	for _, o := range outcomes {
 		r := o.Result
 		var count, dup string
-		if r.Status == Provisioned {
+		switch r.Status {
+		case Provisioned:
 			count, dup = strconv.Itoa(r.MemberCount), strconv.FormatBool(r.PossibleDuplicate)
+		case Updated:
+			count = strconv.Itoa(r.MemberCount)
 		}
 		rec := []string{strconv.Itoa(o.Row.Line), o.Row.ID, string(r.Status), r.ChatID, r.InviteURL, count, dup, r.Reason, r.Message}
 		if err := cw.Write(rec); err != nil {

@@ -15,13 +15,33 @@ import (
 type Streams struct {
 	Subject             string // the batch's subject
 	Events              string // the stream that captures Subject
-	Results             string // the stream that captures both result subjects
+	Results             string // the stream that captures the result subjects
 	Provisioned, Failed string // the result subjects
+	Updated             string // group.updated; "" when no stream captures it (a worker older than updates)
+}
+
+// filter is the result subjects to read.
+func (s Streams) filter() []string {
+	if s.Updated == "" {
+		return []string{s.Provisioned, s.Failed}
+	}
+	return []string{s.Provisioned, s.Updated, s.Failed}
+}
+
+// status is what a result on subject says of its row.
+func (s Streams) status(subject string) Status {
+	switch subject {
+	case s.Provisioned:
+		return Provisioned
+	case s.Updated:
+		return Updated
+	}
+	return Failed
 }
 
 // Locate finds the streams that capture subject and the result subjects:
 // the ones the workers made, or were given.
-func Locate(ctx context.Context, js jetstream.JetStream, subject, provisioned, failed string) (Streams, error) {
+func Locate(ctx context.Context, js jetstream.JetStream, subject, provisioned, updated, failed string) (Streams, error) {
 	s := Streams{Subject: subject, Provisioned: provisioned, Failed: failed}
 	var err error
 	if s.Events, err = streamFor(ctx, js, subject); err != nil {
@@ -36,6 +56,9 @@ func Locate(ctx context.Context, js jetstream.JetStream, subject, provisioned, f
 	}
 	if other != s.Results {
 		return s, fmt.Errorf("batch: %q is in stream %q but %q in %q; the workers keep both in one", provisioned, s.Results, failed, other)
+	}
+	if other, err := streamFor(ctx, js, updated); err == nil && other == s.Results {
+		s.Updated = updated
 	}
 	return s, nil
 }
@@ -73,11 +96,11 @@ func stored(ctx context.Context, js jetstream.JetStream, stream string, subjects
 // closed once every result stored when Follow started has been read: from
 // then on, a row without a result has none yet.
 func Follow(ctx context.Context, js jetstream.JetStream, s Streams, t *Tracker) (caughtUp <-chan struct{}, stop func(), err error) {
-	before, err := stored(ctx, js, s.Results, s.Provisioned, s.Failed)
+	before, err := stored(ctx, js, s.Results, s.filter()...)
 	if err != nil {
 		return nil, nil, err
 	}
-	cons, err := js.OrderedConsumer(ctx, s.Results, jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.Provisioned, s.Failed}})
+	cons, err := js.OrderedConsumer(ctx, s.Results, jetstream.OrderedConsumerConfig{FilterSubjects: s.filter()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("batch: reading stream %q: %w", s.Results, err)
 	}
@@ -88,7 +111,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, s Streams, t *Tracker) 
 		markCaughtUp()
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		if key, r, err := ParseResult(m.Subject() == s.Provisioned, m.Data()); err == nil {
+		if key, r, err := ParseResult(s.status(m.Subject()), m.Data()); err == nil {
 			t.Record(key, r)
 		} // a result that is not the worker's is no row's
 		if md, err := m.Metadata(); err == nil && md.NumPending == 0 {

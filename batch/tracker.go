@@ -8,9 +8,9 @@ import (
 )
 
 // Result is what the worker said of a row's event: the part of
-// group.provisioned or group.failed that the output CSV shows.
+// group.provisioned, group.updated or group.failed that the output CSV shows.
 type Result struct {
-	Status            Status // Provisioned or Failed
+	Status            Status // Provisioned, Updated or Failed
 	ChatID            string
 	InviteURL         string
 	MemberCount       int
@@ -18,9 +18,10 @@ type Result struct {
 	Reason, Message   string // a failure's error.reason and error.message
 }
 
-// ParseResult reads a result's body. provisioned says which subject it came
-// on. key is the result's id, which is its event's key.
-func ParseResult(provisioned bool, body []byte) (key string, r Result, err error) {
+// ParseResult reads a result's body. status says which subject it came on
+// (Provisioned, Updated or Failed). key is the result's id, which is its
+// event's key.
+func ParseResult(status Status, body []byte) (key string, r Result, err error) {
 	var m struct {
 		ID                string `json:"id"`
 		ChatID            string `json:"chatid"`
@@ -35,8 +36,8 @@ func ParseResult(provisioned bool, body []byte) (key string, r Result, err error
 	if err := json.Unmarshal(body, &m); err != nil || m.ID == "" {
 		return "", r, fmt.Errorf("batch: a result without an id, or not JSON (%d bytes)", len(body))
 	}
-	if provisioned {
-		return m.ID, Result{Status: Provisioned, ChatID: m.ChatID, InviteURL: m.InviteURL,
+	if status != Failed {
+		return m.ID, Result{Status: status, ChatID: m.ChatID, InviteURL: m.InviteURL,
 			MemberCount: m.MemberCount, PossibleDuplicate: m.PossibleDuplicate}, nil
 	}
 	return m.ID, Result{Status: Failed, Reason: m.Error.Reason, Message: m.Error.Message}, nil
@@ -44,7 +45,7 @@ func ParseResult(provisioned bool, body []byte) (key string, r Result, err error
 
 // Counts are how many rows have each status.
 type Counts struct {
-	Rows, Provisioned, Failed, Invalid, Pending int
+	Rows, Provisioned, Updated, Failed, Invalid, Pending int
 }
 
 // Tracker is one run's view of a batch: which valid rows have a result. It
@@ -108,6 +109,8 @@ func (t *Tracker) Counts() Counts {
 		switch t.statusLocked(row) {
 		case Provisioned:
 			c.Provisioned++
+		case Updated:
+			c.Updated++
 		case Failed:
 			c.Failed++
 		case Invalid:
@@ -150,7 +153,7 @@ func (t *Tracker) Outcomes() []Outcome {
 				msgs[j] = p.String()
 			}
 			o.Result.Reason, o.Result.Message = row.Reason, strings.Join(msgs, "; ")
-		case Provisioned, Failed:
+		case Provisioned, Updated, Failed:
 			o.Result = t.results[row.Key]
 		}
 		out[i] = o

@@ -119,10 +119,10 @@ func TestGroupsLimits(t *testing.T) {
 		t.Error("scene groups without a template accepted")
 	}
 	chat := NewChatGroups(c)
-	if l := chat.Limits(); l != (GroupLimits{NameRunes: 20, MembersAtCreate: 40, MembersPerAdd: 40}) {
+	if l := chat.Limits(); l != (GroupLimits{NameRunes: 20, MembersAtCreate: 40, MembersPerAdd: 40, MembersPerRemove: 40, OneCallChange: true}) {
 		t.Errorf("plain group limits %+v", l)
 	}
-	if l := scene.Limits(); l != (GroupLimits{NameRunes: 30, MembersAtCreate: 1000, MembersPerAdd: 100, Deduplicated: true}) {
+	if l := scene.Limits(); l != (GroupLimits{NameRunes: 30, MembersAtCreate: 1000, MembersPerAdd: 100, Deduplicated: true, MembersPerRemove: 100, Disbandable: true}) {
 		t.Errorf("scene group limits %+v", l)
 	}
 	ctx := context.Background()

@@ -16,6 +16,8 @@ const (
 	OutcomeProvisioned = "provisioned" // a group.provisioned result published
 	OutcomeFailed      = "failed"      // a group.failed result published; reason says why
 	OutcomeRepeated    = "repeated"    // an event already handled, its result published again
+	OutcomeUpdated     = "updated"     // a group.updated result published
+	OutcomeClosed      = "closed"      // a group.closed result published
 )
 
 // metrics are the ones counted as things happen.
@@ -35,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisioner_events_total",
-			Help: "Events worked to a result, by input subject and outcome (provisioned, failed, repeated); reason is the failure's reason.",
+			Help: "Events worked to a result, by input subject and outcome (provisioned, updated, closed, failed, repeated); reason is the failure's reason.",
 		}, []string{"subject", "outcome", "reason"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "provisioner_possible_duplicates_total",

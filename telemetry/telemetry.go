@@ -98,6 +98,16 @@ func (e *Event) Provisioned(possibleDuplicate bool) {
 	e.span.SetAttributes(attribute.String("provisioner.outcome", OutcomeProvisioned), attribute.Bool("provisioner.possible_duplicate", possibleDuplicate))
 }
 
+// Changed counts an update or a close that reached its result: outcome is
+// OutcomeUpdated or OutcomeClosed.
+func (e *Event) Changed(outcome string) {
+	if e == nil {
+		return
+	}
+	e.t.m.events.WithLabelValues(e.subject, outcome, "").Inc()
+	e.span.SetAttributes(attribute.String("provisioner.outcome", outcome))
+}
+
 // Repeated counts an event that was already handled: its result went out again.
 func (e *Event) Repeated() {
 	if e == nil {

@@ -223,3 +223,33 @@ func TestUpdateCallCounts(t *testing.T) {
 		})
 	}
 }
+
+// Whatever DingTalk answers to adding a present member or removing an
+// absent one (undocumented), an update ends with the group as it asks: a
+// refusal is answered by reading the group and doing only what is missing.
+func TestUpdatesWhateverDingTalkAnswers(t *testing.T) {
+	strict := sim.Config{RefuseExistingMembers: true, RefuseAbsentRemovals: true, RefuseOwnerAddedInSameCall: true}
+	for _, m := range allModes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newModeEnv(t, strict, m)
+			e.start(testConfig(), nil)
+			e.publish("project.created", map[string]any{"id": "c", "project_id": "P", "name": "N", "owner": "o", "members": []string{"a", "b"}})
+			c := e.last(1, "c")
+			id := c.ChatID
+			if m.scene {
+				id = c.OCID
+			}
+			e.sim.AddByHand(id, "h")    // joins by hand, and the project then lists them
+			e.sim.RemoveByHand(id, "a") // leaves by hand, and the project then drops them
+			e.publish("project.updated", map[string]any{"id": "u", "project_id": "P", "owner": "n", "members": []string{"b", "h", "n"}})
+			r := e.last(2, "u")
+			if r.Subject != "group.updated" {
+				t.Fatalf("update: %s", r.Raw)
+			}
+			g, _ := e.sim.Group(id)
+			if g.Owner != "n" || !slices.Equal(sorted(g.Members), []string{"b", "h", "n"}) {
+				t.Errorf("DingTalk shows %s owning %v, want n owning b h n", g.Owner, g.Members)
+			}
+		})
+	}
+}

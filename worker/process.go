@@ -163,11 +163,7 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 	var fail *failure
 	switch {
 	case err == nil:
-		if j.repeated {
-			j.tel.Repeated()
-		} else {
-			j.tel.Provisioned(j.held().snapshot().PossibleDuplicate)
-		}
+		w.countDone(j)
 		if err := j.msg.Ack(); err != nil {
 			log.Warn().Err(err).Msg("ack failed; the event will be redelivered and its result published again")
 		}
@@ -214,6 +210,22 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 	}
 }
 
+// countDone counts a delivery that ended with its result published.
+func (w *Worker) countDone(j *job) {
+	if j.repeated {
+		j.tel.Repeated()
+		return
+	}
+	switch rec := j.held().snapshot(); rec.ResultSubject {
+	case w.cfg.UpdatedSubject:
+		j.tel.Changed(telemetry.OutcomeUpdated)
+	case w.cfg.ClosedSubject:
+		j.tel.Changed(telemetry.OutcomeClosed)
+	default:
+		j.tel.Provisioned(rec.PossibleDuplicate)
+	}
+}
+
 func (w *Worker) releaseClaim(ctx context.Context, j *job, log zerolog.Logger, freshBudget bool) {
 	if err := w.releaseProject(ctx, j, false); err != nil {
 		log.Warn().Err(err).Msg("letting the project go; its next event waits out the lease")
@@ -244,6 +256,9 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 	if c != nil {
 		rec := c.snapshot()
 		res.Attempts, res.ChatID, replays = rec.Attempts, rec.ChatID, rec.Replays
+	}
+	if h := j.projectHold(); h != nil && res.ChatID == "" {
+		res.ChatID = h.lock.Record().ChatID // an update's or a close's group
 	}
 	data, err := encodeJSON(res)
 	if err != nil {

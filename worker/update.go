@@ -39,6 +39,7 @@ func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, r
 		return nil
 	}
 	var delta *projects.Delta
+	reread := false // a refusal is answered once by reading the group
 	for {
 		if st.Unsure {
 			if err := w.call(ctx, stopping, j, "read the group", read); err != nil {
@@ -78,6 +79,14 @@ func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, r
 			}
 			return err
 		})
+		var f *failure
+		if errors.As(err, &f) && f.reason == messages.ReasonDingTalkRejected && !reread {
+			// Perhaps DingTalk refuses to add a present member or remove an
+			// absent one (undocumented): read the group and do only what is missing.
+			reread, st.Unsure = true, true
+			j.log.Debug().Str("event_id", j.eventID).Err(err).Msg("DingTalk refused a change: reading the group before trying once more")
+			continue
+		}
 		if err != nil {
 			return w.dissolved(err)
 		}

@@ -37,7 +37,8 @@ func (c *BatchCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	kinds := map[string]messages.Kind{o.SubjectProjectCreated: messages.ProjectCreated, o.SubjectEventScheduled: messages.EventScheduled}
+	kinds := map[string]messages.Kind{o.SubjectProjectCreated: messages.ProjectCreated, o.SubjectEventScheduled: messages.EventScheduled,
+		o.SubjectProjectUpdated: messages.ProjectUpdated, o.SubjectEventUpdated: messages.EventUpdated}
 	a, err := c.parse(args, o)
 	if err != nil {
 		return err
@@ -60,7 +61,7 @@ func (c *BatchCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
-	streams, err := batch.Locate(ctx, js, a.subject, o.SubjectGroupProvisioned, o.SubjectGroupFailed)
+	streams, err := batch.Locate(ctx, js, a.subject, o.SubjectGroupProvisioned, o.SubjectGroupUpdated, o.SubjectGroupFailed)
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
@@ -86,24 +87,26 @@ func (c *BatchCommand) parse(args []string, o *opsEnv) (*batchFlags, error) {
 	a := &batchFlags{}
 	fs.StringVar(&a.file, "f", "", "the `file` of rows: CSV with a header row, or JSONL (required)")
 	fs.StringVar(&a.out, "o", "", "where to write the results CSV; - for stdout (default: beside the file, NAME.results.csv)")
-	fs.StringVar(&a.subject, "subject", o.SubjectProjectCreated, fmt.Sprintf("publish the rows as %s or %s events", o.SubjectProjectCreated, o.SubjectEventScheduled))
+	fs.StringVar(&a.subject, "subject", o.SubjectProjectCreated, fmt.Sprintf("publish the rows as %s, %s, %s or %s events", o.SubjectProjectCreated, o.SubjectEventScheduled, o.SubjectProjectUpdated, o.SubjectEventUpdated))
 	fs.BoolVar(&a.dryRun, "dry-run", false, "check every row as the worker will, print each problem, and publish nothing")
 	fs.BoolVar(&a.skipInvalid, "skip-invalid", false, "publish the valid rows and report the invalid ones in the results, instead of stopping")
 	fs.DurationVar(&a.wait, "wait", 0, "stop waiting for results after this long and write what is known (default: until every row has one)")
 	fs.DurationVar(&a.every, "progress", 5*time.Second, "how often to print a progress line when stderr is not a terminal")
 	fs.Usage = func() {
-		fmt.Fprint(c.main.Stderr, `Usage: provisioner batch -f FILE [-o results.csv] [-subject project.created|event.scheduled] [-dry-run] [-skip-invalid] [-wait D]
+		fmt.Fprint(c.main.Stderr, `Usage: provisioner batch -f FILE [-o results.csv] [-subject project.created|event.scheduled|project.updated|event.updated] [-dry-run] [-skip-invalid] [-wait D]
 
 Publishes one event per row of FILE to the workers' NATS (NATS_URL, default
 nats://127.0.0.1:4222), waits for their results, and writes a CSV with one
-line per row, in the file's order: line, id, status (provisioned, failed,
-invalid, pending), chatid, invite_url, member_count, possible_duplicate,
-reason, message.
+line per row, in the file's order: line, id, status (provisioned, updated,
+failed, invalid, pending), chatid, invite_url, member_count,
+possible_duplicate, reason, message.
 
 CSV columns: id, name (or title), owner (or organizer), members (or
 attendees; userids separated by ';'), project_id or event_id, starts_at,
-group.<setting>, metadata.<key>. A row without an id gets one derived from
-its content. JSONL: one event body per line, as in the contract.
+version, group.<setting>, metadata.<key>. A row without an id gets one
+derived from its content. For updates, project_id (or event_id) is required
+and an empty name, owner or members cell leaves that field as the project
+has it. JSONL: one event body per line, as in the contract.
 
 Run it again at any time: rows that have a result or were published are not
 published again. Exit status: 0 when every row was provisioned, 1 when any
@@ -121,8 +124,9 @@ Flags:
 		return nil, usageError(fmt.Sprintf("provisioner: batch: unexpected argument %q (the file is given with -f)", fs.Arg(0)))
 	case a.file == "":
 		return nil, usageError("provisioner: batch: -f FILE is required")
-	case a.subject != o.SubjectProjectCreated && a.subject != o.SubjectEventScheduled:
-		return nil, usageError(fmt.Sprintf("provisioner: batch: -subject must be %s or %s, got %q", o.SubjectProjectCreated, o.SubjectEventScheduled, a.subject))
+	case a.subject != o.SubjectProjectCreated && a.subject != o.SubjectEventScheduled && a.subject != o.SubjectProjectUpdated && a.subject != o.SubjectEventUpdated:
+		return nil, usageError(fmt.Sprintf("provisioner: batch: -subject must be %s, %s, %s or %s, got %q",
+			o.SubjectProjectCreated, o.SubjectEventScheduled, o.SubjectProjectUpdated, o.SubjectEventUpdated, a.subject))
 	case a.wait < 0 || a.every <= 0:
 		return nil, usageError("provisioner: batch: -wait must not be negative, and -progress must be positive")
 	}
@@ -236,8 +240,12 @@ func (c *BatchCommand) finish(f *batch.File, t *batch.Tracker, a *batchFlags, pu
 		return fmt.Errorf("provisioner: %w", err)
 	}
 	n := t.Counts()
-	fmt.Fprintf(c.main.Stderr, "%d rows: %d provisioned, %d failed, %d invalid, %d pending; results in %s\n",
-		n.Rows, n.Provisioned, n.Failed, n.Invalid, n.Pending, a.out)
+	updated := ""
+	if n.Updated > 0 {
+		updated = fmt.Sprintf(", %d updated", n.Updated)
+	}
+	fmt.Fprintf(c.main.Stderr, "%d rows: %d provisioned%s, %d failed, %d invalid, %d pending; results in %s\n",
+		n.Rows, n.Provisioned, updated, n.Failed, n.Invalid, n.Pending, a.out)
 	switch {
 	case publishErr != nil:
 		return fmt.Errorf("%w (run the same command again to go on)", publishErr)

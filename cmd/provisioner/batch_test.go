@@ -331,7 +331,7 @@ func TestBatchWritesWhatIsKnown(t *testing.T) {
 		done <- (&Main{Stdout: &stderr, Stderr: &stderr}).Run(cctx, []string{"batch", "-f", file, "-o", out, "-progress", "10ms"})
 	}()
 	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(stderr.String(), `"phase":"waiting for results","rows":3,"provisioned":1,"failed":1`) {
+	for !strings.Contains(stderr.String(), `"phase":"waiting for results","rows":3,"provisioned":1,"updated":0,"failed":1`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no progress line waiting with a and b done:\n%s", stderr.String())
 		}
@@ -367,7 +367,7 @@ func TestBatchUsageErrors(t *testing.T) {
 	}{
 		{[]string{}, "-f FILE is required"},
 		{[]string{"-f", file, "extra"}, `unexpected argument "extra"`},
-		{[]string{"-f", file, "-subject", "project.deleted"}, "-subject must be project.created or event.scheduled"},
+		{[]string{"-f", file, "-subject", "project.deleted"}, "-subject must be project.created, event.scheduled, project.updated or event.updated"},
 		{[]string{"-f", filepath.Join(dir, "missing.csv")}, "no such file"},
 		{[]string{"-f", file, "-o", file}, "would overwrite the input"},
 		{[]string{"-f", file, "-wait", "-1s"}, "-wait must not be negative"},
@@ -379,5 +379,60 @@ func TestBatchUsageErrors(t *testing.T) {
 				t.Errorf("%v (exit %d), want a usage error saying %q\n%s", err, exitCode(err), tt.want, out)
 			}
 		})
+	}
+}
+
+// provisioner batch -subject project.updated takes the same columns: each
+// row changes its project's group (an empty cell leaves that field as it
+// is), and the results CSV says updated.
+func TestBatchUpdates(t *testing.T) {
+	t.Setenv("DINGTALK_QPS", "1000")
+	p := startPipeline(t, sim.Config{})
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	run := func(args ...string) (string, error) {
+		var out syncWriter
+		err := (&Main{Stdout: &out, Stderr: &out}).Run(context.Background(), append([]string{"batch", "-wait", "30s"}, args...))
+		return out.String(), err
+	}
+	created := write("create.csv", "id,name,owner,members,project_id\nc1,Apollo,u1,u2;u3,P1\nc2,Borealis,u1,u2,P2\n")
+	if out, err := run("-f", created); err != nil {
+		t.Fatalf("creating: %v\n%s", err, out)
+	}
+	updates := write("update.csv", "id,name,owner,members,project_id,version\nu1,Apollo II,,u2;u4,P1,2\nu2,,u5,,P2,2\nu3,,,,P9,1\n")
+	out, err := run("-f", updates, "-subject", "project.updated")
+	if exitCode(err) != 1 || !strings.Contains(out, "3 rows: 0 provisioned, 2 updated, 1 failed") {
+		t.Fatalf("updating: %v\n%s", err, out)
+	}
+	recs := readResults(t, strings.TrimSuffix(updates, ".csv")+".results.csv")
+	want := [][2]string{{"updated", "3"}, {"updated", "2"}, {"failed", ""}} // P1: u1 u2 u4; P2: u2 u5 (the old owner is not listed)
+	for i, rec := range recs {
+		if rec[2] != want[i][0] || rec[5] != want[i][1] {
+			t.Errorf("row %d: %q, want status %s and %s members", i+2, rec, want[i][0], want[i][1])
+		}
+	}
+	if recs[2][7] != messages.ReasonNoGroup {
+		t.Errorf("an update of a project without a group: %q, want reason %s", recs[2], messages.ReasonNoGroup)
+	}
+	for _, g := range p.sim.Groups() {
+		switch g.Name {
+		case "Apollo II":
+			if g.Owner != "u1" || !slices.Equal(slices.Sorted(slices.Values(g.Members)), []string{"u1", "u2", "u4"}) {
+				t.Errorf("P1 in DingTalk: %+v", g)
+			}
+		case "Borealis":
+			if g.Owner != "u5" || !slices.Equal(slices.Sorted(slices.Values(g.Members)), []string{"u2", "u5"}) {
+				t.Errorf("P2 in DingTalk: %+v", g)
+			}
+		default:
+			t.Errorf("unexpected group %+v", g)
+		}
 	}
 }

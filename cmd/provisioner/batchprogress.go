@@ -84,7 +84,7 @@ func (p *batchProgress) setPhase(phase string) {
 	p.phase = phase
 	if phase == "waiting for results" {
 		c := p.t.Counts()
-		p.since, p.sinceDone = time.Now(), c.Provisioned+c.Failed
+		p.since, p.sinceDone = time.Now(), c.Provisioned+c.Updated+c.Failed
 	}
 }
 
@@ -115,14 +115,14 @@ func (p *batchProgress) report(final bool) {
 	var eta time.Duration
 	if !p.since.IsZero() {
 		if elapsed := time.Since(p.since); elapsed > time.Second {
-			rate = float64(c.Provisioned+c.Failed-p.sinceDone) / elapsed.Seconds()
+			rate = float64(c.Provisioned+c.Updated+c.Failed-p.sinceDone) / elapsed.Seconds()
 		}
 		if rate > 0 {
 			eta = time.Duration(float64(c.Pending) / rate * float64(time.Second)).Round(time.Second)
 		}
 	}
 	if !p.tty {
-		e := p.log.Info().Str("phase", p.phase).Int("rows", c.Rows).Int("provisioned", c.Provisioned).
+		e := p.log.Info().Str("phase", p.phase).Int("rows", c.Rows).Int("provisioned", c.Provisioned).Int("updated", c.Updated).
 			Int("failed", c.Failed).Int("invalid", c.Invalid).Int("pending", c.Pending).
 			Int("published", p.sent).Int("to_publish", p.fresh).Int("published_before", p.before).
 			Float64("results_per_s", math.Round(rate*10)/10)
@@ -140,8 +140,8 @@ func (p *batchProgress) report(final bool) {
 	if c.Rows > 0 {
 		filled = width * (c.Rows - c.Pending) / c.Rows
 	}
-	line := fmt.Sprintf("[%s%s] %d/%d  provisioned %d  failed %d  invalid %d  pending %d",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), c.Rows-c.Pending, c.Rows, c.Provisioned, c.Failed, c.Invalid, c.Pending)
+	line := fmt.Sprintf("[%s%s] %d/%d  provisioned %d  updated %d  failed %d  invalid %d  pending %d",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), c.Rows-c.Pending, c.Rows, c.Provisioned, c.Updated, c.Failed, c.Invalid, c.Pending)
 	switch {
 	case p.phase == "publishing":
 		line += fmt.Sprintf("  publishing %d/%d", p.sent, p.fresh)

@@ -35,6 +35,9 @@ type env struct {
 	Retention     time.Duration `envconfig:"RETENTION" default:"720h"`
 	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"20s"`
 
+	OnClose          string `envconfig:"ON_CLOSE" default:"archive"`
+	ClosedNamePrefix string `envconfig:"CLOSED_NAME_PREFIX" default:"[已结束] "`
+
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
 }
@@ -87,17 +90,21 @@ func loadEnv() (*env, error) {
 		return nil, bad("SHUTDOWN_GRACE", fmt.Sprintf("must not be negative, got %v", e.ShutdownGrace))
 	case e.DingTalkMonthlyQuota < 0:
 		return nil, bad("DINGTALK_MONTHLY_QUOTA", fmt.Sprintf("must be 0 (no cap of our own) or more, got %d", e.DingTalkMonthlyQuota))
-	case e.SubjectProjectCreated == e.SubjectEventScheduled:
-		return nil, bad("SUBJECT_EVENT_SCHEDULED", "must differ from SUBJECT_PROJECT_CREATED")
+	case e.OnClose != worker.CloseArchive && e.OnClose != worker.CloseDisband && e.OnClose != worker.CloseKeep:
+		return nil, bad("ON_CLOSE", fmt.Sprintf("must be archive, disband or keep, got %q", e.OnClose))
+	case strings.TrimSpace(e.ClosedNamePrefix) == "":
+		return nil, bad("CLOSED_NAME_PREFIX", "must not be blank: an archived group is told apart by it")
 	}
-	for name, v := range map[string]string{
-		"SUBJECT_PROJECT_CREATED": e.SubjectProjectCreated, "SUBJECT_EVENT_SCHEDULED": e.SubjectEventScheduled,
-		"SUBJECT_GROUP_PROVISIONED": e.SubjectGroupProvisioned, "SUBJECT_GROUP_FAILED": e.SubjectGroupFailed,
-		"SUBJECT_DEAD_LETTER": e.SubjectDeadLetter,
-	} {
+	seen := map[string]string{}
+	for _, nv := range e.TopologyEnv.subjects(&e.BudgetEnv) {
+		name, v := nv[0], nv[1]
 		if v == "" || strings.ContainsAny(v, "*> \t") {
 			return nil, bad(name, fmt.Sprintf("must be a literal NATS subject (no wildcards or spaces), got %q", v))
 		}
+		if other, dup := seen[v]; dup {
+			return nil, bad(name, fmt.Sprintf("must differ from %s (both are %q)", other, v))
+		}
+		seen[v] = name
 	}
 	if err := e.NATSEnv.check(); err != nil {
 		return nil, err
@@ -112,6 +119,7 @@ func (e *env) workerConfig() worker.Config {
 	cfg := e.TopologyEnv.workerConfig(&e.BudgetEnv)
 	cfg.QPS, cfg.Concurrency, cfg.AckWait, cfg.RetryBudget, cfg.Retention = e.DingTalkQPS, e.Concurrency, e.AckWait, e.RetryBudget, e.Retention
 	cfg.ShutdownGrace, cfg.MaxAckPending, cfg.Storage = e.ShutdownGrace, max(1000, e.Concurrency), jetstream.FileStorage
+	cfg.OnClose, cfg.ClosedNamePrefix = e.OnClose, e.ClosedNamePrefix
 	return cfg
 }
 

@@ -47,7 +47,9 @@ func (c *DemoCommand) Run(ctx context.Context, args []string) error {
 Starts an embedded NATS server with JetStream, the DingTalk simulator (with
 20% "system busy" answers by default) and the worker, publishes sample
 project.created and event.scheduled events, prints every group and its invite
-link as the results arrive, and exits. Nothing to set up; nothing is kept.
+link as the results arrive, then updates one project (renamed, a new owner,
+one member in and two out) and closes it, printing what each changed, and
+exits. Nothing to set up; nothing is kept.
 
 Flags:
 `)
@@ -168,6 +170,27 @@ Flags:
 	fmt.Fprintf(out, "\n%d provisioned, %d failed in %v. DingTalk calls: %s; %d busy answers retried.\n",
 		provisioned, failed, time.Since(start).Round(time.Millisecond), describeCalls(st.Calls), st.Busy)
 
+	fmt.Fprintf(out, "\nproject P-1 changes, then closes (each is published once its predecessor has its result):\n\n")
+	for _, s := range lifecycleSamples() {
+		if _, err := js.Publish(ctx, s.subject, []byte(s.body)); err != nil {
+			return fmt.Errorf("provisioner: publishing a sample: %w", err)
+		}
+		select {
+		case m := <-results:
+			printResult(out, m)
+		case <-deadline:
+			return fmt.Errorf("provisioner: demo: no result for %s after %v", s.subject, *timeout)
+		case <-ctx.Done():
+			return nil
+		case err := <-workerDone:
+			return fmt.Errorf("provisioner: demo: the worker stopped: %v", err)
+		}
+	}
+	if g, ok := demoGroup(simServer, "Apollo"); ok {
+		fmt.Fprintf(out, "\nDingTalk now shows %q owned by %s, members %s, muted %v.\n",
+			g.Name, g.Owner, strings.Join(g.Members, " "), g.Settings["chatBannedType"] == 1)
+	}
+
 	if *serve {
 		fmt.Fprintf(out, "\nserving until Ctrl-C. Publish your own events, for example:\n  nats --server %s pub project.created '{\"id\":\"my-1\",\"project_id\":\"P-7\",\"name\":\"My project\",\"owner\":\"u1\",\"members\":[\"u2\",\"u3\"]}'\n\n", ns.ClientURL())
 		for {
@@ -194,11 +217,33 @@ func describeCalls(calls map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// demoGroup is the simulator's group whose name holds part.
+func demoGroup(s *sim.Server, part string) (sim.Group, bool) {
+	for _, g := range s.Groups() {
+		if strings.Contains(g.Name, part) {
+			return g, true
+		}
+	}
+	return sim.Group{}, false
+}
+
 // printResult prints one result line and reports whether it was a success.
 func printResult(out interface{ Write([]byte) (int, error) }, m *nats.Msg) bool {
 	var r struct {
 		messages.Provisioned
 		Error *messages.Failure `json:"error"`
+	}
+	switch strings.TrimPrefix(m.Subject, "group.") {
+	case "updated":
+		return printUpdated(out, m)
+	case "closed":
+		var c messages.Closed
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			fmt.Fprintf(out, "? %s: %s\n", m.Subject, m.Data)
+			return false
+		}
+		fmt.Fprintf(out, "✓ %-18s project %-4s %s as %q, %d calls\n", m.Subject, c.ProjectID+c.EventID, c.Action, c.Name, c.Attempts)
+		return true
 	}
 	if err := json.Unmarshal(m.Data, &r); err != nil {
 		fmt.Fprintf(out, "? %s: %s\n", m.Subject, m.Data)
@@ -228,7 +273,45 @@ func printResult(out interface{ Write([]byte) (int, error) }, m *nats.Msg) bool 
 	return true
 }
 
+// printUpdated prints a group.updated result.
+func printUpdated(out interface{ Write([]byte) (int, error) }, m *nats.Msg) bool {
+	var u messages.Updated
+	if err := json.Unmarshal(m.Data, &u); err != nil {
+		fmt.Fprintf(out, "? %s: %s\n", m.Subject, m.Data)
+		return false
+	}
+	var parts []string
+	if len(u.Added) > 0 {
+		parts = append(parts, "added "+strings.Join(u.Added, " "))
+	}
+	if len(u.Removed) > 0 {
+		parts = append(parts, "removed "+strings.Join(u.Removed, " "))
+	}
+	if u.Owner != nil {
+		parts = append(parts, fmt.Sprintf("owner %s → %s", u.Owner.From, u.Owner.To))
+	}
+	if u.Name != nil {
+		parts = append(parts, fmt.Sprintf("renamed %q → %q", u.Name.From, u.Name.To))
+	}
+	if u.Stale {
+		parts = append(parts, "stale: nothing changed")
+	} else if u.Unchanged {
+		parts = append(parts, "nothing to change")
+	}
+	fmt.Fprintf(out, "✓ %-18s project %-4s %s; %d members, %d calls\n", m.Subject, u.ProjectID+u.EventID, strings.Join(parts, "; "), u.MemberCount, u.Attempts)
+	return true
+}
+
 type sample struct{ subject, body string }
+
+// lifecycleSamples change project P-1 (renamed, u1 takes over, u4 joins,
+// u3 and the old owner leave) and then close it.
+func lifecycleSamples() []sample {
+	return []sample{
+		{"project.updated", `{"id":"demo-p1-v2","project_id":"P-1","name":"Apollo GA","owner":"u1","members":["u2","u4"],"version":2}`},
+		{"project.closed", `{"id":"demo-p1-close","project_id":"P-1","version":3}`},
+	}
+}
 
 // sampleEvents are a handful of both kinds: a small project, a 45-member
 // project (created with 40, then one batch added), a CloudEvents envelope,

@@ -19,13 +19,41 @@ import (
 // inspect read it alike. (Exported so that envconfig fills it when embedded.)
 type TopologyEnv struct {
 	SubjectEventScheduled   string `envconfig:"SUBJECT_EVENT_SCHEDULED" default:"event.scheduled"`
+	SubjectProjectUpdated   string `envconfig:"SUBJECT_PROJECT_UPDATED" default:"project.updated"`
+	SubjectEventUpdated     string `envconfig:"SUBJECT_EVENT_UPDATED" default:"event.updated"`
+	SubjectProjectClosed    string `envconfig:"SUBJECT_PROJECT_CLOSED" default:"project.closed"`
+	SubjectEventCancelled   string `envconfig:"SUBJECT_EVENT_CANCELLED" default:"event.cancelled"`
 	SubjectGroupProvisioned string `envconfig:"SUBJECT_GROUP_PROVISIONED" default:"group.provisioned"`
+	SubjectGroupUpdated     string `envconfig:"SUBJECT_GROUP_UPDATED" default:"group.updated"`
+	SubjectGroupClosed      string `envconfig:"SUBJECT_GROUP_CLOSED" default:"group.closed"`
 	SubjectGroupFailed      string `envconfig:"SUBJECT_GROUP_FAILED" default:"group.failed"`
 	SubjectDeadLetter       string `envconfig:"SUBJECT_DEAD_LETTER" default:"provisioner.dead_letter"`
 	StreamEvents            string `envconfig:"STREAM_EVENTS" default:"PROVISIONER_EVENTS"`
 	StreamResults           string `envconfig:"STREAM_RESULTS" default:"PROVISIONER_RESULTS"`
 	StreamDeadLetters       string `envconfig:"STREAM_DEAD_LETTERS" default:"PROVISIONER_DEAD_LETTERS"`
 	KVBucket                string `envconfig:"KV_BUCKET" default:"provisioner_state"`
+	KVProjectBucket         string `envconfig:"KV_PROJECT_BUCKET" default:"provisioner_projects"`
+}
+
+// inputs maps each input subject to its kind.
+func (t *TopologyEnv) inputs(b *BudgetEnv) map[string]messages.Kind {
+	return map[string]messages.Kind{
+		b.SubjectProjectCreated: messages.ProjectCreated, t.SubjectEventScheduled: messages.EventScheduled,
+		t.SubjectProjectUpdated: messages.ProjectUpdated, t.SubjectEventUpdated: messages.EventUpdated,
+		t.SubjectProjectClosed: messages.ProjectClosed, t.SubjectEventCancelled: messages.EventCancelled,
+	}
+}
+
+// subjects names every subject variable with its value, for the checks.
+func (t *TopologyEnv) subjects(b *BudgetEnv) [][2]string {
+	return [][2]string{
+		{"SUBJECT_PROJECT_CREATED", b.SubjectProjectCreated}, {"SUBJECT_EVENT_SCHEDULED", t.SubjectEventScheduled},
+		{"SUBJECT_PROJECT_UPDATED", t.SubjectProjectUpdated}, {"SUBJECT_EVENT_UPDATED", t.SubjectEventUpdated},
+		{"SUBJECT_PROJECT_CLOSED", t.SubjectProjectClosed}, {"SUBJECT_EVENT_CANCELLED", t.SubjectEventCancelled},
+		{"SUBJECT_GROUP_PROVISIONED", t.SubjectGroupProvisioned}, {"SUBJECT_GROUP_UPDATED", t.SubjectGroupUpdated},
+		{"SUBJECT_GROUP_CLOSED", t.SubjectGroupClosed}, {"SUBJECT_GROUP_FAILED", t.SubjectGroupFailed},
+		{"SUBJECT_DEAD_LETTER", t.SubjectDeadLetter},
+	}
 }
 
 // opsEnv is what the operators' commands (dlq, inspect) read.
@@ -38,13 +66,11 @@ type opsEnv struct {
 // budget's bucket and quota: all the operators' commands need.
 func (t *TopologyEnv) workerConfig(b *BudgetEnv) worker.Config {
 	return worker.Config{
-		Subjects: map[string]messages.Kind{
-			b.SubjectProjectCreated: messages.ProjectCreated,
-			t.SubjectEventScheduled: messages.EventScheduled,
-		},
+		Subjects:     t.inputs(b),
 		EventsStream: t.StreamEvents, ResultsStream: t.StreamResults, DeadLetterStream: t.StreamDeadLetters,
-		Consumer: b.Consumer, Bucket: t.KVBucket, BudgetBucket: b.KVBudgetBucket, MonthlyQuota: b.DingTalkMonthlyQuota, Replicas: b.NATSReplicas,
-		ProvisionedSubject: t.SubjectGroupProvisioned, FailedSubject: t.SubjectGroupFailed, DeadLetterSubject: t.SubjectDeadLetter,
+		Consumer: b.Consumer, Bucket: t.KVBucket, ProjectBucket: t.KVProjectBucket, BudgetBucket: b.KVBudgetBucket, MonthlyQuota: b.DingTalkMonthlyQuota, Replicas: b.NATSReplicas,
+		ProvisionedSubject: t.SubjectGroupProvisioned, UpdatedSubject: t.SubjectGroupUpdated, ClosedSubject: t.SubjectGroupClosed,
+		FailedSubject: t.SubjectGroupFailed, DeadLetterSubject: t.SubjectDeadLetter,
 	}
 }
 

@@ -289,6 +289,22 @@ func (s *Server) AddByHand(id, userID string) bool {
 	return ok
 }
 
+// RemoveByHand takes a member out of a group as a person would (leaving it,
+// or removed by an admin in the app): no call is counted. It reports whether
+// the group exists.
+func (s *Server) RemoveByHand(id, userID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.groups[id]
+	if !ok {
+		g, ok = s.byCID[id]
+	}
+	if ok {
+		g.Members = slices.DeleteFunc(g.Members, func(m string) bool { return m == userID })
+	}
+	return ok
+}
+
 func (g *Group) clone() Group {
 	c := *g
 	c.Members = append([]string(nil), g.Members...)
