@@ -26,11 +26,7 @@ func lifecycleSoak(tb testing.TB, m mode, projects, kills int, faults sim.Faults
 	_, groups := e.newGroups(0)
 	cfg := testConfig()
 	cfg.Concurrency, cfg.AckWait, cfg.RetryBudget = 64, 2*time.Second, time.Hour
-	start := func() (*running, *killable) {
-		k := &killable{Groups: groups}
-		return e.start(cfg, k), k
-	}
-	w, k := start()
+	relay := e.startRelay(cfg, groups)
 	type version struct {
 		name, owner string
 		members     []string
@@ -62,10 +58,7 @@ func lifecycleSoak(tb testing.TB, m mode, projects, kills int, faults sim.Faults
 	kill := 0
 	publish(events)
 	for ; kill < kills && killAt(kill) < 4*projects; kill++ {
-		e.waitFor(fmt.Sprintf("results before kill %d", kill+1), func() bool { return e.stored("PROVISIONER_RESULTS") >= killAt(kill) })
-		w.kill()
-		k.dead.Store(true)
-		w, k = start()
+		relay.killAt(kill+1, killAt(kill))
 	}
 	e.outcomes(4 * projects)
 	var closes [][2]any
@@ -74,10 +67,7 @@ func lifecycleSoak(tb testing.TB, m mode, projects, kills int, faults sim.Faults
 	}
 	publish(closes)
 	for ; kill < kills; kill++ {
-		e.waitFor(fmt.Sprintf("results before kill %d", kill+1), func() bool { return e.stored("PROVISIONER_RESULTS") >= killAt(kill) })
-		w.kill()
-		k.dead.Store(true)
-		w, k = start()
+		relay.killAt(kill+1, killAt(kill))
 	}
 	rs := e.outcomes(total)
 	if len(rs) != total {

@@ -137,6 +137,9 @@ func TestLifecycle(t *testing.T) {
 			if got := calls() - before; got != 0 {
 				t.Errorf("a stale update cost %d calls, want 0", got)
 			}
+			if g := state(); g.Name != "Apollo II" || len(g.Members) != 6 {
+				t.Fatalf("after a stale update: %+v, want it unchanged", g)
+			}
 
 			before = calls()
 			e.publish("project.updated", map[string]any{"id": "u4", "project_id": "P", "members": []string{"a"}, "version": 4})

@@ -11,6 +11,7 @@ import (
 
 	"provisioner/dingtalk"
 	"provisioner/dingtalk/sim"
+	"provisioner/worker"
 )
 
 // killable is a worker's DingTalk that dies with it: once killed, no call of
@@ -69,6 +70,36 @@ func (k *killable) Read(ctx context.Context, g dingtalk.Group) (*dingtalk.GroupS
 	return k.Groups.Read(ctx, g)
 }
 
+// relay runs one worker at a time, each on DingTalk calls that die with it.
+type relay struct {
+	e      *env
+	cfg    worker.Config
+	groups dingtalk.Groups
+	w      *running
+	k      *killable
+}
+
+func (e *env) startRelay(cfg worker.Config, groups dingtalk.Groups) *relay {
+	r := &relay{e: e, cfg: cfg, groups: groups}
+	r.start()
+	return r
+}
+
+func (r *relay) start() {
+	r.k = &killable{Groups: r.groups}
+	r.w = r.e.start(r.cfg, r.k)
+}
+
+// killAt waits until the results stream holds results, then kills the
+// worker (its connection cut, its DingTalk calls stopped) and starts another.
+func (r *relay) killAt(n, results int) {
+	r.e.t.Helper()
+	r.e.waitFor(fmt.Sprintf("results before kill %d", n), func() bool { return r.e.stored("PROVISIONER_RESULTS") >= results })
+	r.w.kill()
+	r.k.dead.Store(true)
+	r.start()
+}
+
 // soakResult is what a soak run measured.
 type soakResult struct {
 	results, provisioned, flagged int
@@ -88,11 +119,7 @@ func soak(tb testing.TB, m mode, simCfg sim.Config, qps float64, events, kills i
 	_, groups := e.newGroups(qps)
 	cfg := testConfig()
 	cfg.Concurrency, cfg.AckWait, cfg.RetryBudget = 64, 2*time.Second, time.Hour
-	start := func() (*running, *killable) {
-		k := &killable{Groups: groups}
-		return e.start(cfg, k), k
-	}
-	w, k := start()
+	r := e.startRelay(cfg, groups)
 	for i := range events {
 		body := fmt.Sprintf(`{"id":"soak-%d","project_id":"P-%d","name":"Soak %d","owner":"owner%d","members":["u1","u2","u3"]}`, i, i, i, i)
 		if _, err := e.js.PublishAsync("project.created", []byte(body)); err != nil {
@@ -100,22 +127,8 @@ func soak(tb testing.TB, m mode, simCfg sim.Config, qps float64, events, kills i
 		}
 	}
 	<-e.js.PublishAsyncComplete()
-	stored := func() int {
-		s, err := e.js.Stream(context.Background(), "PROVISIONER_RESULTS")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		info, err := s.Info(context.Background())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return int(info.State.Msgs)
-	}
 	for n := range kills {
-		e.waitFor(fmt.Sprintf("results before kill %d", n+1), func() bool { return stored() >= (n+1)*events/(kills+1) })
-		w.kill()
-		k.dead.Store(true)
-		w, k = start()
+		r.killAt(n+1, (n+1)*events/(kills+1))
 	}
 	rs := e.results(events)
 	out := soakResult{results: len(rs), sim: e.sim.Stats()}

@@ -263,10 +263,7 @@ func (s *Server) Groups() []Group {
 func (s *Server) Group(id string) (Group, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, ok := s.groups[id]
-	if !ok {
-		g, ok = s.byCID[id]
-	}
+	g, ok := s.find(id)
 	if !ok {
 		return Group{}, false
 	}
@@ -279,10 +276,7 @@ func (s *Server) Group(id string) (Group, bool) {
 func (s *Server) AddByHand(id, userID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, ok := s.groups[id]
-	if !ok {
-		g, ok = s.byCID[id]
-	}
+	g, ok := s.find(id)
 	if ok && !slices.Contains(g.Members, userID) {
 		g.Members = append(g.Members, userID)
 	}
@@ -295,14 +289,20 @@ func (s *Server) AddByHand(id, userID string) bool {
 func (s *Server) RemoveByHand(id, userID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, ok := s.groups[id]
-	if !ok {
-		g, ok = s.byCID[id]
-	}
+	g, ok := s.find(id)
 	if ok {
 		g.Members = slices.DeleteFunc(g.Members, func(m string) bool { return m == userID })
 	}
 	return ok
+}
+
+// find is a group by chat id or open conversation id; s.mu must be held.
+func (s *Server) find(id string) (*Group, bool) {
+	if g, ok := s.groups[id]; ok {
+		return g, true
+	}
+	g, ok := s.byCID[id]
+	return g, ok
 }
 
 func (g *Group) clone() Group {
