@@ -63,7 +63,13 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 	switch {
 	case rec.LastEvent == j.key && rec.LastResult != nil:
 		// Applied by a delivery that stopped before recording its result.
-		return w.finish(ctx, j, rec.LastSubject, rec.LastResult, nil, nil)
+		if err := w.finish(ctx, j, rec.LastSubject, rec.LastResult, nil, nil); err != nil {
+			return err
+		}
+		step := j.held().snapshot()
+		flag(j.log.Info().Str("event_id", j.eventID).Str("result", rec.LastSubject).Str("chatid", rec.ChatID), &step).
+			Msg("event already handled: result recorded by an earlier delivery published")
+		return nil
 	case rec.Creating() && rec.Creator != j.key:
 		return &retryLater{delay: w.projectWait(time.Second), why: "held", reason: "the project's group is still being created by another event"}
 	case rec.Creator == j.key && !rec.Created:
