@@ -16,7 +16,7 @@ import (
 )
 
 // env is the worker's configuration, read from the environment. The table in
-// README.md lists the same variables; keep them in step.
+// docs/configuration.md lists the same variables; keep them in step.
 type env struct {
 	BudgetEnv
 	TopologyEnv

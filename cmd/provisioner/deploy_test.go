@@ -26,7 +26,7 @@ import (
 
 // The deployment files cannot be run here (no Docker engine, no cluster), so
 // this test holds them to the code: every variable they set is one the
-// worker reads and README.md's table lists, every port and probe path is the
+// worker reads and docs/configuration.md's table lists, every port and probe path is the
 // one the worker serves, and every metric a rule or panel names exists.
 
 const deployDir = "../../deploy"
@@ -54,16 +54,16 @@ func configVars(t *testing.T) map[string]bool {
 	return vars
 }
 
-// readmeVars are the variables in README.md's configuration table.
+// readmeVars are the variables in docs/configuration.md's table.
 func readmeVars(t *testing.T) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(data), "\n## Configuration\n")
+	_, section, ok := strings.Cut(string(data), "\n## Variables\n")
 	if !ok {
-		t.Fatal("README.md has no Configuration section")
+		t.Fatal("docs/configuration.md has no Variables section")
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	vars := map[string]bool{}
@@ -79,7 +79,7 @@ func checkVar(t *testing.T, where, name string, code, readme map[string]bool) {
 		t.Errorf("%s sets %s, which the worker does not read", where, name)
 	}
 	if !readme[name] {
-		t.Errorf("%s sets %s, which README.md's configuration table does not list", where, name)
+		t.Errorf("%s sets %s, which docs/configuration.md's table does not list", where, name)
 	}
 }
 
@@ -98,12 +98,12 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 	code, readme := configVars(t), readmeVars(t)
 	for v := range code {
 		if !readme[v] {
-			t.Errorf("README.md's configuration table lacks %s", v)
+			t.Errorf("docs/configuration.md's table lacks %s", v)
 		}
 	}
 	for v := range readme {
 		if !code[v] {
-			t.Errorf("README.md's configuration table lists %s, which the worker does not read", v)
+			t.Errorf("docs/configuration.md's table lists %s, which the worker does not read", v)
 		}
 	}
 }

@@ -186,7 +186,7 @@ func (c *RunCommand) usage() {
 Works events from NATS JetStream: creates a DingTalk group chat for each,
 fetches its join link and publishes group.provisioned or group.failed.
 
-Configuration comes from the environment (see README.md for the full table):
+Configuration comes from the environment (docs/configuration.md has the full table):
 
 	NATS_URL              NATS server; empty: an embedded server (NATS_STORE_DIR, NATS_LISTEN)
 	NATS_REPLICAS         copies JetStream keeps of each stream and bucket; 3 on a three-node cluster

@@ -22,8 +22,8 @@ import (
 )
 
 // The worker runs the end-to-end flow against a server that requires TLS
-// from a test CA and a user whose permissions are exactly README's worker
-// list; README's plain producer can publish events and read neither the
+// from a test CA and a user whose permissions are exactly docs/operations.md's worker
+// list; its plain producer can publish events and read neither the
 // step records nor the results. The password is in no log line.
 func TestTLSAndLeastPrivilege(t *testing.T) {
 	dir := t.TempDir()
@@ -38,7 +38,7 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 	}
 	opts, err := server.ProcessConfigFile(conf)
 	if err != nil {
-		t.Fatalf("README's authorization block does not load: %v", err)
+		t.Fatalf("docs/operations.md's authorization block does not load: %v", err)
 	}
 	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
 	opts.JetStream, opts.StoreDir = true, filepath.Join(dir, "js")
@@ -104,17 +104,17 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 	}
 }
 
-// readmePermissions is the nats-server authorization block README.md gives.
+// readmePermissions is the nats-server authorization block docs/operations.md gives.
 func readmePermissions(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(data)
 	i, j := strings.Index(s, "<!-- nats-permissions:begin -->"), strings.Index(s, "<!-- nats-permissions:end -->")
 	if i < 0 || j < i {
-		t.Fatal("README.md has no nats-permissions block")
+		t.Fatal("docs/operations.md has no nats-permissions block")
 	}
 	block := s[i:j]
 	block = block[strings.Index(block, "```")+3:]

@@ -16,7 +16,7 @@ import (
 )
 
 // otelVariables are the standard OpenTelemetry variables the worker reads
-// (through the SDK and the OTLP exporter) and README.md documents.
+// (through the SDK and the OTLP exporter) and docs/operations.md documents.
 func otelVariables() []string {
 	return []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS",
 		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_EXPORTER", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
