@@ -9,12 +9,12 @@ import (
 	"provisioner/projects"
 )
 
-// close closes a project's group as Config.OnClose says: archive (renamed
+// closeGroup closes a project's group as Config.OnClose says: archive (renamed
 // with the prefix and muted, one call), disband (a scene group; a plain
 // group cannot be and is archived), or keep (no call). The record is then
 // closed: later updates fail group_closed, a later close repeats this one.
 // A close is applied whatever its version: a project closes once.
-func (w *Worker) close(ctx context.Context, stopping <-chan struct{}, j *job, rec projects.Record) error {
+func (w *Worker) closeGroup(ctx context.Context, stopping <-chan struct{}, j *job, rec projects.Record) error {
 	ev, h, lim := j.ev, j.projectHold(), w.groups.Limits()
 	st := rec
 	h.state = &st
@@ -65,15 +65,15 @@ func (w *Worker) close(ctx context.Context, stopping <-chan struct{}, j *job, re
 	closure.At = w.cfg.Now().UTC()
 	st.Closed, st.Unsure = &closure, false
 	st.Version, st.Seq = max(st.Version, ev.Version), max(st.Seq, j.seq)
-	return w.closed(ctx, j, st)
+	return w.publishClosed(ctx, j, st)
 }
 
-// closed publishes a closed project's result: the close's action, name and
+// publishClosed publishes a closed project's result: the close's action, name and
 // time, whichever close event asks.
-func (w *Worker) closed(ctx context.Context, j *job, st projects.Record) error {
+func (w *Worker) publishClosed(ctx context.Context, j *job, st projects.Record) error {
 	ev := j.ev
 	if st.Closed == nil {
-		return errors.New("worker: closed called on an open project")
+		return errors.New("worker: publishClosed called on an open project")
 	}
 	res := messages.Closed{
 		ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
@@ -82,5 +82,5 @@ func (w *Worker) closed(ctx context.Context, j *job, st projects.Record) error {
 		Attempts: j.held().snapshot().Attempts, Metadata: ev.Metadata, ClosedAt: st.Closed.At,
 	}
 	res.SetRef(ev)
-	return w.done(ctx, j, w.cfg.ClosedSubject, res, &st)
+	return w.publishResult(ctx, j, w.cfg.ClosedSubject, res, &st)
 }

@@ -35,9 +35,9 @@ func (r *Records) Describe(ctx context.Context, subject, eventID string) ([]stri
 	}
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
 	if rec.Step == stepDone {
-		outcome := "provisioned"
-		if rec.ResultSubject == r.failed {
-			outcome = "failed"
+		outcome := r.outcomes[rec.ResultSubject]
+		if outcome == "" {
+			outcome = "done"
 		}
 		add("outcome:     %s (result on %s)", outcome, rec.ResultSubject)
 	} else {

@@ -46,9 +46,11 @@ func (w *Worker) kind() string {
 // and the project's record say.
 func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) error {
 	ev := j.ev
-	var fresh func(*projects.Record)
-	if ev.Kind.Op() == messages.OpCreate || (ev.Kind.Op() == messages.OpUpdate && ev.Complete()) {
-		fresh = func(r *projects.Record) { r.Creator, r.Kind = j.key, w.kind() }
+	creator := func(r *projects.Record) { r.Creator, r.Kind = j.key, w.kind() }
+	canCreate := ev.Kind.Op() == messages.OpCreate || (ev.Kind.Op() == messages.OpUpdate && ev.Complete())
+	var fresh func(*projects.Record) // a creation expects a new project: its record is created blind
+	if ev.Kind.Op() == messages.OpCreate {
+		fresh = creator
 	}
 	lock, err := w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, j.held().snapshot().Holder, fresh)
 	var busy *projects.HeldError
@@ -79,22 +81,22 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 			"the project's group is a %s group but this worker makes %s groups: run a worker of the group's kind for it", rec.Kind, w.kind())}
 	case rec.Closed != nil:
 		if ev.Kind.Op() == messages.OpClose {
-			return w.closed(ctx, j, rec)
+			return w.publishClosed(ctx, j, rec)
 		}
 		return &failure{reason: messages.ReasonGroupClosed, message: fmt.Sprintf(
 			"%s %q was closed at %s (its group %s): an update after the close changes nothing",
 			ev.RefField(), ev.RefID, rec.Closed.At.Format(time.RFC3339), rec.Closed.Action)}
 	case !rec.HasGroup():
-		if fresh == nil {
+		if !canCreate {
 			return &failure{reason: messages.ReasonNoGroup, message: fmt.Sprintf(
 				"%s %q has no group, and this %s does not carry what creating one needs (name, owner and members)", ev.RefField(), ev.RefID, ev.Kind)}
 		}
-		if err := lock.Update(ctx, func(r *projects.Record) { fresh(r); r.Unsure = false }); err != nil {
+		if err := lock.Update(ctx, func(r *projects.Record) { creator(r); r.Unsure = false }); err != nil {
 			return err
 		}
 		return w.provision(ctx, stopping, j)
 	case ev.Kind.Op() == messages.OpClose:
-		return w.close(ctx, stopping, j, rec)
+		return w.closeGroup(ctx, stopping, j, rec)
 	}
 	return w.change(ctx, stopping, j, rec)
 }

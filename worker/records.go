@@ -19,7 +19,9 @@ import (
 type Records struct {
 	kv     jetstream.KeyValue
 	failed string // the failure subject: a record whose result went there is a failure
-	now    func() time.Time
+	// outcomes names the other result subjects' outcomes, for inspect.
+	outcomes map[string]string
+	now      func() time.Time
 }
 
 // OpenRecords opens the step-record bucket the workers configured by cfg use
@@ -30,7 +32,8 @@ func OpenRecords(ctx context.Context, js jetstream.JetStream, cfg Config) (*Reco
 	if err != nil {
 		return nil, fmt.Errorf("worker: step records (bucket %q): %w", cfg.Bucket, err)
 	}
-	return &Records{kv: kv, failed: cfg.FailedSubject, now: cfg.Now}, nil
+	outcomes := map[string]string{cfg.ProvisionedSubject: "provisioned", cfg.UpdatedSubject: "updated", cfg.ClosedSubject: "closed", cfg.FailedSubject: "failed"}
+	return &Records{kv: kv, failed: cfg.FailedSubject, outcomes: outcomes, now: cfg.Now}, nil
 }
 
 // ErrNoRecord means no step record is kept for an event: no worker took it

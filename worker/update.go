@@ -21,7 +21,7 @@ var errDissolved = errors.New("worker: the group was dissolved in DingTalk")
 func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, rec projects.Record) error {
 	ev, h, lim := j.ev, j.projectHold(), w.groups.Limits()
 	if rec.Stale(ev.Version, j.seq) {
-		return w.changed(ctx, stopping, j, &rec, projects.Delta{Added: []string{}, Removed: []string{}}, true)
+		return w.publishChanged(ctx, stopping, j, &rec, projects.Delta{Added: []string{}, Removed: []string{}}, true)
 	}
 	st := rec
 	h.state = &st
@@ -94,7 +94,7 @@ func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, r
 	}
 	st.Listed, st.Adding = want.Listed, nil
 	st.Version, st.Seq = ev.Version, j.seq
-	return w.changed(ctx, stopping, j, &st, *delta, false)
+	return w.publishChanged(ctx, stopping, j, &st, *delta, false)
 }
 
 // adding is every member the steps add.
@@ -115,10 +115,10 @@ func (w *Worker) dissolved(err error) error {
 	return err
 }
 
-// changed records and publishes an update's result: group.updated, or
+// publishChanged records and publishes an update's result: group.updated, or
 // group.provisioned (with the group's link) for a creation of a project
 // that already had its group.
-func (w *Worker) changed(ctx context.Context, stopping <-chan struct{}, j *job, st *projects.Record, d projects.Delta, stale bool) error {
+func (w *Worker) publishChanged(ctx context.Context, stopping <-chan struct{}, j *job, st *projects.Record, d projects.Delta, stale bool) error {
 	ev, attempts := j.ev, j.held().snapshot().Attempts
 	if ev.Kind.Op() == messages.OpCreate {
 		if st.InviteURL == "" {
@@ -138,7 +138,7 @@ func (w *Worker) changed(ctx context.Context, stopping <-chan struct{}, j *job, 
 			Metadata: ev.Metadata, ProvisionedAt: w.cfg.Now().UTC(), Stale: stale,
 		}
 		res.SetRef(ev)
-		return w.done(ctx, j, w.cfg.ProvisionedSubject, res, st)
+		return w.publishResult(ctx, j, w.cfg.ProvisionedSubject, res, st)
 	}
 	res := messages.Updated{
 		ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
@@ -148,11 +148,11 @@ func (w *Worker) changed(ctx context.Context, stopping <-chan struct{}, j *job, 
 		Attempts: attempts, Metadata: ev.Metadata, UpdatedAt: w.cfg.Now().UTC(),
 	}
 	res.SetRef(ev)
-	return w.done(ctx, j, w.cfg.UpdatedSubject, res, st)
+	return w.publishResult(ctx, j, w.cfg.UpdatedSubject, res, st)
 }
 
-// done encodes a result, then records and publishes it (see finish).
-func (w *Worker) done(ctx context.Context, j *job, subject string, res any, st *projects.Record) error {
+// publishResult encodes a result, then records and publishes it (see finish).
+func (w *Worker) publishResult(ctx context.Context, j *job, subject string, res any, st *projects.Record) error {
 	data, err := encodeJSON(res)
 	if err != nil {
 		return err

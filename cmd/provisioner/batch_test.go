@@ -397,17 +397,17 @@ func TestBatchUpdates(t *testing.T) {
 		}
 		return path
 	}
-	run := func(args ...string) (string, error) {
+	batchRun := func(args ...string) (string, error) {
 		var out syncWriter
 		err := (&Main{Stdout: &out, Stderr: &out}).Run(context.Background(), append([]string{"batch", "-wait", "30s"}, args...))
 		return out.String(), err
 	}
 	created := write("create.csv", "id,name,owner,members,project_id\nc1,Apollo,u1,u2;u3,P1\nc2,Borealis,u1,u2,P2\n")
-	if out, err := run("-f", created); err != nil {
+	if out, err := batchRun("-f", created); err != nil {
 		t.Fatalf("creating: %v\n%s", err, out)
 	}
 	updates := write("update.csv", "id,name,owner,members,project_id,version\nu1,Apollo II,,u2;u4,P1,2\nu2,,u5,,P2,2\nu3,,,,P9,1\n")
-	out, err := run("-f", updates, "-subject", "project.updated")
+	out, err := batchRun("-f", updates, "-subject", "project.updated")
 	if exitCode(err) != 1 || !strings.Contains(out, "3 rows: 0 provisioned, 2 updated, 1 failed") {
 		t.Fatalf("updating: %v\n%s", err, out)
 	}
@@ -417,6 +417,9 @@ func TestBatchUpdates(t *testing.T) {
 		if rec[2] != want[i][0] || rec[5] != want[i][1] {
 			t.Errorf("row %d: %q, want status %s and %s members", i+2, rec, want[i][0], want[i][1])
 		}
+	}
+	if out, _ := run(t, "inspect", "project.updated", "u1"); !strings.Contains(out, "outcome:     updated (result on group.updated)") {
+		t.Errorf("inspect of an update:\n%s", out)
 	}
 	if recs[2][7] != messages.ReasonNoGroup {
 		t.Errorf("an update of a project without a group: %q, want reason %s", recs[2], messages.ReasonNoGroup)
