@@ -13,6 +13,12 @@
 #                             groups. DINGTALK_QPS=200 against 8 ms latency puts as many
 #                             creates on the wire as 20 calls/s against 80 ms, in a tenth
 #                             of the time.
+#   deploy/bench.sh lifecycle [v1|scene]
+#                             EVENTS (2,000) projects, each a creation and 3 updates published
+#                             shuffled, then a close each; 20% busy answers; a simulator that
+#                             refuses to add a present member, remove an absent one, or add and
+#                             transfer in one call; the worker SIGKILLed KILLS (10) times. load
+#                             reads every group back through DingTalk's API at the end.
 #   deploy/bench.sh shared [second|sliding|halves|bucket] [workers] [kill]
 #                             1,000 events, WORKERS (3) workers sharing DINGTALK_QPS=20 against a
 #                             simulator limiting each API to 20 calls/s (counted as the model
@@ -54,7 +60,9 @@ case "$mode" in
   shared) events=1000; sim_flags=(-qps 20 -qps-model "$model" -latency 80ms -jitter 20ms); qps=20 ;;
   soak) events=${EVENTS:-10000}; kills=${KILLS:-10}; sim_flags=(-busy 0.2 -bad-gateway 0.02 -latency 8ms); qps=200; log_level=info ;;
   cluster) events=${EVENTS:-2000}; sim_flags=(-latency 8ms); qps=200; log_level=info ;;
-  *) echo "usage: $0 backlog|qps|soak [v1|scene]|shared [model] [workers] [kill]|cluster" >&2; exit 2 ;;
+  lifecycle) events=${EVENTS:-2000}; kills=${KILLS:-10}; qps=200; log_level=info
+    sim_flags=(-busy 0.2 -latency 8ms -refuse-existing-members -refuse-absent-removals -refuse-owner-added-in-same-call) ;;
+  *) echo "usage: $0 backlog|qps|soak [v1|scene]|lifecycle [v1|scene]|shared [model] [workers] [kill]|cluster" >&2; exit 2 ;;
 esac
 case "$family" in
   v1) export DINGTALK_SCENE_TEMPLATE_ID= ;;
@@ -80,7 +88,7 @@ pids+=($sim_pid)
 export NATS_URL=nats://127.0.0.1:14222 DINGTALK_BASE_URL=http://127.0.0.1:18090
 export DINGTALK_API_BASE_URL=http://127.0.0.1:18090
 export DINGTALK_APP_KEY=demo-key DINGTALK_APP_SECRET=demo-secret DINGTALK_QPS=$qps LOG_LEVEL=$log_level HTTP_ADDR=
-if [ "$mode" = soak ]; then export ACK_WAIT=5s; fi # a killed worker's events come back sooner
+if [ "$mode" = soak ] || [ "$mode" = lifecycle ]; then export ACK_WAIT=5s; fi # a killed worker's events come back sooner
 if [ "$mode" = cluster ]; then
   export NATS_URL=nats://127.0.0.1:14221,nats://127.0.0.1:14222,nats://127.0.0.1:14223 NATS_REPLICAS=${REPLICAS:-3}
 fi
@@ -160,10 +168,17 @@ if [ "$mode" = cluster ]; then
   exit 0
 fi
 
-if [ "$mode" = soak ]; then
-  echo "== $family: starting one worker, publishing $events events, SIGKILLing the worker $kills times"
+if [ "$mode" = soak ] || [ "$mode" = lifecycle ]; then
+  lifecycle=; n=$events
+  if [ "$mode" = lifecycle ]; then
+    lifecycle=-lifecycle
+    echo "== $family: $events projects, each a creation and 3 updates shuffled, then a close; SIGKILLing the worker $kills times"
+    events=$((events * 5)) # results, for the kills' spacing
+  else
+    echo "== $family: starting one worker, publishing $events events, SIGKILLing the worker $kills times"
+  fi
   start_worker
-  "$work/provisioner" load -n "$events" -timeout 20m >"$work/load.log" 2>&1 &
+  "$work/provisioner" load $lifecycle -n "$n" -timeout 20m >"$work/load.log" 2>&1 &
   load_pid=$!
   for k in $(seq "$kills"); do
     until [ "$(progress)" -ge $((k * events / (kills + 1))) ] 2>/dev/null; do
@@ -174,11 +189,12 @@ if [ "$mode" = soak ]; then
     echo "   kill $k at $(progress) results"
     start_worker
   done
-  wait "$load_pid"
-  tail -1 "$work/load.log"
+  load_status=0; wait "$load_pid" || load_status=$?
+  if [ -n "$lifecycle" ]; then tail -4 "$work/load.log"; else tail -1 "$work/load.log"; fi
   kill -TERM "$worker_pid"; wait "$worker_pid" || true
   kill -TERM "$sim_pid"; wait "$sim_pid" || true
   echo "== simulator: $(tail -1 "$work/sim.log")"
+  if [ "$load_status" -ne 0 ]; then echo "== load failed (exit $load_status)"; exit 1; fi
   flagged() { grep '"possible_duplicate":true' "$work/worker.log" | grep -F "$1" | grep -oE '"event_id":"[^"]*"' | sort -u | wc -l; }
   echo "== flags by cause: $(flagged 'on the wire') by kills ($(awk "BEGIN{printf \"%.1f\", $(flagged 'on the wire')/$kills}") a kill), $(flagged 'HTTP 502') by 502 answers"
   exit 0

@@ -30,13 +30,17 @@ func (c *LoadCommand) Run(ctx context.Context, args []string) error {
 	results := fs.String("results", "group.*", "subject the results arrive on")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for results after this long")
 	prefix := fs.String("id-prefix", fmt.Sprintf("load-%d", time.Now().Unix()), "event ids are <prefix>-<n>")
+	lifecycle := fs.Bool("lifecycle", false, "publish, for each of -n projects, a creation and three updates shuffled, then a close; "+
+		"then read every group back through DingTalk's API (with the worker's DINGTALK_* variables)")
 	fs.Usage = func() {
 		fmt.Fprint(c.main.Stderr, `Usage: provisioner load [flags]
 
 Publishes synthetic project.created events to the NATS server at NATS_URL
 (default nats://127.0.0.1:4222) and counts their results as they arrive,
 printing progress every second and the rate at the end. The streams must
-exist: start the worker once first.
+exist: start the worker once first. With -lifecycle, each project is also
+updated three times (out of order) and closed, and its group is checked in
+DingTalk at the end; exit status 1 if any is not as its last version says.
 
 Flags:
 `)
@@ -73,6 +77,9 @@ Flags:
 	defer sub.Unsubscribe()
 
 	out := c.main.Stdout
+	if *lifecycle {
+		return (&lifecycleLoad{js: js, out: out, prefix: *prefix, n: *n, timeout: *timeout}).run(ctx, arrived)
+	}
 	ids := make([]string, *members)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("member%d", i)
@@ -149,7 +156,7 @@ func (t *tally) add(m *nats.Msg, prefix string) bool {
 	}
 	t.seen[r.SourceID] = true
 	t.results++
-	if m.Subject != "group.provisioned" {
+	if m.Subject == "group.failed" {
 		t.failed++
 	}
 	if r.PossibleDuplicate {

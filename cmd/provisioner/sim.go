@@ -26,6 +26,8 @@ type simFlags struct {
 	templates         string
 	refuseUUID        bool
 	refuseExisting    bool
+	refuseAbsent      bool
+	refuseOwnerAdded  bool
 	quota             int
 	qpsModel          string
 	faults            sim.Faults
@@ -40,6 +42,8 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.templates, "scene-templates", "demo-template", "comma-separated published scene-group template ids")
 	fs.BoolVar(&f.refuseUUID, "refuse-repeated-uuid", false, "answer a repeated scene-group uuid with an error instead of the first group")
 	fs.BoolVar(&f.refuseExisting, "refuse-existing-members", false, "answer an add naming an existing member with an error instead of a no-op")
+	fs.BoolVar(&f.refuseAbsent, "refuse-absent-removals", false, "answer a removal naming someone not in the group with an error instead of a no-op")
+	fs.BoolVar(&f.refuseOwnerAdded, "refuse-owner-added-in-same-call", false, "refuse a plain group's update that adds its new owner and transfers to them in one call")
 	fs.IntVar(&f.quota, "quota", 0, "the organisation's monthly call quota; 0: none")
 	fs.Float64Var(&f.faults.BusyRate, "busy", 0, "probability of errcode -1 / 400001 (0 to 1)")
 	fs.Float64Var(&f.faults.BadGatewayRate, "bad-gateway", 0, "probability of an HTTP 502 (0 to 1)")
@@ -71,7 +75,7 @@ func (f *simFlags) check() error {
 func (f *simFlags) config() sim.Config {
 	return sim.Config{AppKey: f.appKey, AppSecret: f.appSecret, TokenLifetime: f.tokenLifetime,
 		UnknownUsers: list(f.unknownUsers), SceneTemplates: list(f.templates), RefuseRepeatedUUID: f.refuseUUID,
-		RefuseExistingMembers: f.refuseExisting, MonthlyQuota: f.quota, Faults: f.faults, Seed: f.seed}
+		RefuseExistingMembers: f.refuseExisting, RefuseAbsentRemovals: f.refuseAbsent, RefuseOwnerAddedInSameCall: f.refuseOwnerAdded, MonthlyQuota: f.quota, Faults: f.faults, Seed: f.seed}
 }
 
 // list splits a comma-separated flag.
