@@ -76,7 +76,7 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 		return &retryLater{delay: w.projectWait(time.Second), why: "held", reason: "the project's group is still being created by another event"}
 	case rec.Creator == j.key && !rec.Created:
 		return w.provision(ctx, stopping, j)
-	case rec.Kind != "" && rec.Kind != w.kind():
+	case rec.HasGroup() && rec.Kind != "" && rec.Kind != w.kind():
 		return &failure{reason: messages.ReasonInternal, message: fmt.Sprintf(
 			"the project's group is a %s group but this worker makes %s groups: run a worker of the group's kind for it", rec.Kind, w.kind())}
 	case rec.Closed != nil:
