@@ -3,8 +3,10 @@ package worker_test
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
+	"provisioner/dingtalk"
 	"provisioner/dingtalk/sim"
 	"provisioner/messages"
 	"provisioner/worker"
@@ -254,5 +256,24 @@ func TestUpdatesWhateverDingTalkAnswers(t *testing.T) {
 				t.Errorf("DingTalk shows %s owning %v, want n owning b h n", g.Owner, g.Members)
 			}
 		})
+	}
+}
+
+// A plain group is changed only by a worker that makes plain groups: a
+// scene-group worker fails the update clearly rather than calling the wrong API.
+func TestUpdateByAWorkerOfAnotherKind(t *testing.T) {
+	e := newModeEnv(t, sim.Config{}, v1Mode)
+	plain := e.start(testConfig(), nil)
+	e.publish("project.created", map[string]any{"id": "c", "project_id": "P", "name": "N", "owner": "o", "members": []string{"a"}})
+	e.last(1, "c")
+	plain.stop(t)
+	scene, err := dingtalk.NewSceneGroups(e.client, testTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(testConfig(), scene)
+	e.publish("project.updated", map[string]any{"id": "u", "project_id": "P", "name": "M"})
+	if r := e.last(2, "u"); r.Error.Reason != messages.ReasonInternal || !strings.Contains(r.Error.Message, "plain group but this worker makes scene groups") {
+		t.Fatalf("update by a scene worker: %s", r.Raw)
 	}
 }
