@@ -132,8 +132,7 @@ type Lock struct {
 func (l *Lock) Record() Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r := l.rec
-	return r
+	return l.rec
 }
 
 // Update applies fn to the record, renews the lease and writes it.

@@ -46,11 +46,11 @@ func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, r
 				return w.dissolved(err)
 			}
 		}
+		d := projects.Diff(&st, want)
 		if delta == nil {
-			d := projects.Diff(&st, want)
-			delta = &d
+			delta = &d // what the result reports: the change as first planned
 		}
-		steps := projects.Steps(projects.Diff(&st, want), lim, st.Managed)
+		steps := projects.Steps(d, lim, st.Managed)
 		if len(steps) == 0 {
 			break
 		}
