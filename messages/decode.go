@@ -128,6 +128,12 @@ func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) 
 		if kind.Events() && d.present("starts_at") {
 			ev.StartsAt = d.time("starts_at")
 		}
+		if d.present("chatid") {
+			ev.Adopt.ChatID = d.str("chatid", MaxIDBytes)
+		}
+		if d.present("open_conversation_id") {
+			ev.Adopt.OpenConversationID = d.str("open_conversation_id", MaxIDBytes)
+		}
 	}
 	ev.Metadata = d.object("metadata")
 	ev.Name = strings.TrimSpace(ev.Name)

@@ -82,7 +82,25 @@ type Event struct {
 	StartsAt time.Time // event.scheduled and event.updated, when sent
 	Group    GroupSettings
 	Metadata json.RawMessage // opaque, copied into the result; nil when absent
+	// Adopt names an existing group an update brings under management (a
+	// group made by hand, by another tool, or before RETENTION): chatid for
+	// a plain group, open_conversation_id for a scene group. Empty otherwise.
+	Adopt GroupRef
 }
+
+// GroupRef names a DingTalk group by either of its ids.
+type GroupRef struct {
+	ChatID             string
+	OpenConversationID string
+}
+
+// Empty says whether the reference names no group.
+func (g GroupRef) Empty() bool { return g.ChatID == "" && g.OpenConversationID == "" }
+
+// Contract is the version of this contract's input kinds: 1 had the two
+// creations; 2 added updates and closes. A worker records it on the durable
+// consumer, so that an older one never narrows what a newer one consumes.
+const Contract = 2
 
 // Fields says which of an update's optional fields were present.
 type Fields struct {

@@ -7,6 +7,7 @@ package projects
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"provisioner/messages"
@@ -18,8 +19,11 @@ const (
 	KindScene = "scene"
 )
 
-// schema is written into every record, for a later version to read old ones.
-const schema = 1
+// Schema is written into every record this release writes, for a later
+// release to read old ones: 1 came with project records; 2 adds the scene
+// group's uuid, the unanswered create and adoption. A record with a higher
+// schema is left alone (see NewerError).
+const Schema = 2
 
 // Record is a project's record. It lives as long as the project does: the
 // bucket has no TTL.
@@ -39,6 +43,22 @@ type Record struct {
 
 	Version int64  `json:"version"`       // the version last applied
 	Seq     uint64 `json:"seq,omitempty"` // the stream sequence of the event last applied
+
+	// UUID is the scene group's de-duplication key, taken from the project
+	// (its key) when the record is made: a creation repeated by a later
+	// event gets DingTalk's same group. Empty in records of schema 1, whose
+	// creations used the event's key.
+	UUID string `json:"uuid,omitempty"`
+	// CreateUnanswered: a create for this project may have reached DingTalk
+	// unseen and its event failed; the creation that finally succeeds is a
+	// possible duplicate (plain groups), and says why.
+	CreateUnanswered bool   `json:"create_unanswered,omitempty"`
+	UnansweredWhy    string `json:"create_unanswered_why,omitempty"`
+	// Adopted is set when an update brought an existing group under
+	// management (its chatid or open_conversation_id); Migrated when the
+	// record was built from a step record of a release before project records.
+	Adopted  bool `json:"adopted,omitempty"`
+	Migrated bool `json:"migrated,omitempty"`
 
 	// Creator is the event creating the group; until Created its step
 	// record, not this one, says how far the creation got.
@@ -64,6 +84,27 @@ type Record struct {
 	Holder      string    `json:"holder,omitempty"`       // the delivery holding it
 	HolderEvent string    `json:"holder_event,omitempty"` // its event's key
 	LeaseUntil  time.Time `json:"lease_until,omitzero"`
+}
+
+// NewerError means a record was written by a newer release (a higher
+// schema): this one must not read or write it, and hands the event back for
+// a newer worker.
+type NewerError struct {
+	Key    string
+	Schema int
+}
+
+func (e *NewerError) Error() string {
+	return fmt.Sprintf("projects: the record %s has schema %d, newer than this release's %d: left for a newer worker", e.Key, e.Schema, Schema)
+}
+
+// ExpiresAt is when a closed project's record is forgotten: retention after
+// its close. Zero for an open project, which is kept.
+func (r *Record) ExpiresAt(retention time.Duration) time.Time {
+	if r.Closed == nil {
+		return time.Time{}
+	}
+	return r.Closed.At.Add(retention)
 }
 
 // Closure is how a project was closed: a second close repeats it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -54,11 +55,29 @@ func (s *Store) get(ctx context.Context, key string) (Record, uint64, error) {
 		}
 		return Record{}, 0, fmt.Errorf("projects: reading %s: %w", key, err)
 	}
+	rec, err := decode(key, entry.Value())
+	return rec, entry.Revision(), err
+}
+
+// decode reads a stored record, refusing one a newer release wrote.
+func decode(key string, data []byte) (Record, error) {
 	var rec Record
-	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
-		return Record{}, 0, fmt.Errorf("projects: the record %s is unreadable: %w", key, err)
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return Record{}, fmt.Errorf("projects: the record %s is unreadable: %w", key, err)
 	}
-	return rec, entry.Revision(), nil
+	if rec.Schema > Schema {
+		return Record{}, &NewerError{Key: key, Schema: rec.Schema}
+	}
+	return rec, nil
+}
+
+// newRecord is a project's first record. Its UUID, the scene group's
+// de-duplication key, is the project's key and the record's birth: the same
+// for every event of this record's life, and another once a closed project
+// was forgotten and is created anew (DingTalk would answer a repeated uuid
+// with the old group).
+func (s *Store) newRecord(key, refID string) Record {
+	return Record{Schema: Schema, RefID: refID, UUID: key + "-" + strconv.FormatInt(s.now().UnixMilli(), 36)}
 }
 
 // Lock takes the project key for the delivery holder of event: a new record
@@ -76,11 +95,11 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 		var rev uint64
 		var err error
 		if fresh != nil {
-			rec = Record{Schema: schema, RefID: refID}
+			rec = s.newRecord(key, refID)
 			fresh(&rec)
 			fresh = nil
 		} else if rec, rev, err = s.get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
-			rec = Record{Schema: schema, RefID: refID}
+			rec = s.newRecord(key, refID)
 		} else if err != nil {
 			return nil, err
 		}
@@ -95,6 +114,10 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 			}
 		}
 		rec.Holder, rec.HolderEvent, rec.LeaseUntil = holder, event, s.now().Add(s.lease)
+		if rec.Schema < Schema && rec.UUID == "" && !rec.HasGroup() && !rec.Creating() {
+			rec.UUID = s.newRecord(key, refID).UUID
+		}
+		rec.Schema = Schema
 		data, err := json.Marshal(rec)
 		if err != nil {
 			return nil, fmt.Errorf("projects: encoding %s: %w", key, err)

@@ -18,6 +18,9 @@ type Sources struct {
 	// Halt says why this worker takes no events because DingTalk refused its
 	// configuration (credentials, permission, ip_allowlist); false: it takes them.
 	Halt func() (reason string, halted bool)
+	// Uncaptured lists the input subjects no stream captures (events
+	// published on them are refused at the producer).
+	Uncaptured func() []string
 }
 
 // WatchStatus registers, where New registered the metrics, a collector that
@@ -34,6 +37,7 @@ func (t *Telemetry) WatchStatus(s Sources) error {
 		workers:    prometheus.NewDesc("provisioner_budget_workers", "Live workers sharing the per-second budget.", nil, nil),
 		pending:    prometheus.NewDesc("provisioner_consumer_pending_messages", "Events in the stream not yet delivered to the durable consumer (its lag).", nil, nil),
 		halted:     prometheus.NewDesc("provisioner_misconfigured", "1 while DingTalk refuses this worker's configuration and it takes no events, by reason (credentials, permission, ip_allowlist), else 0.", []string{"reason"}, nil),
+		uncaptured: prometheus.NewDesc("provisioner_uncaptured_subjects", "1 for each input subject no stream captures: JetStream refuses events published on it until it is added to the producers' stream.", []string{"subject"}, nil),
 		ackPending: prometheus.NewDesc("provisioner_consumer_ack_pending_messages", "Events delivered to workers and not yet settled.", nil, nil),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisioner_scrape_errors_total",
 			Help: "Scrapes that could not read a source (budget, consumer)."}, []string{"source"}),
@@ -47,19 +51,19 @@ func (t *Telemetry) WatchStatus(s Sources) error {
 	t.m.names = append(t.m.names, "provisioner_quota_used_calls", "provisioner_quota_limit_calls", "provisioner_paused",
 		"provisioner_budget_used_calls", "provisioner_budget_share_calls", "provisioner_budget_workers",
 		"provisioner_consumer_pending_messages", "provisioner_consumer_ack_pending_messages", "provisioner_scrape_errors_total",
-		"provisioner_misconfigured")
+		"provisioner_misconfigured", "provisioner_uncaptured_subjects")
 	return nil
 }
 
 type statusCollector struct {
 	s                                                   Sources
 	quotaUsed, quotaLimit, paused, used, share, workers *prometheus.Desc
-	pending, ackPending, halted                         *prometheus.Desc
+	pending, ackPending, halted, uncaptured             *prometheus.Desc
 	errors                                              *prometheus.CounterVec
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.quotaUsed, c.quotaLimit, c.paused, c.used, c.share, c.workers, c.pending, c.ackPending, c.halted} {
+	for _, d := range []*prometheus.Desc{c.quotaUsed, c.quotaLimit, c.paused, c.used, c.share, c.workers, c.pending, c.ackPending, c.halted, c.uncaptured} {
 		ch <- d
 	}
 }
@@ -69,6 +73,11 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	if c.s.Uncaptured != nil {
+		for _, subj := range c.s.Uncaptured() {
+			gauge(c.uncaptured, 1, subj)
+		}
 	}
 	if c.s.Budget != nil {
 		if st, err := c.s.Budget(ctx); err != nil {

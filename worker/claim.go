@@ -63,6 +63,10 @@ type record struct {
 	// Released is set when a holder handed the event back cleanly.
 	Released bool `json:"released,omitempty"`
 
+	// ProjectKept: the project's record was written with this result, so
+	// the migration from releases without project records skips it.
+	ProjectKept bool `json:"project_kept,omitempty"`
+
 	// Replays counts how often an operator replayed the event's dead letter
 	// (provisioner dlq replay); ReplayOf is the last letter replayed, by its
 	// sequence in the dead-letter stream.
@@ -167,6 +171,7 @@ func (c *claim) addAttempts(n int) {
 type claimResult struct {
 	claim    *claim        // set when this delivery now holds the event
 	done     *record       // set when the event already has a result
+	newer    int           // set when a newer release wrote the record: its schema
 	heldFor  time.Duration // set when another live delivery holds it
 	tookOver bool          // this delivery took over an unfinished record
 }
@@ -200,6 +205,9 @@ func acquire(ctx context.Context, kv jetstream.KeyValue, key string, fresh recor
 		var old record
 		if err := json.Unmarshal(entry.Value(), &old); err != nil {
 			return claimResult{}, fmt.Errorf("worker: step record %s is unreadable: %w", key, err)
+		}
+		if old.Schema > recordSchema {
+			return claimResult{newer: old.Schema}, nil // neither read further nor written: a newer worker's
 		}
 		if old.Step == stepDone {
 			return claimResult{done: &old}, nil

@@ -47,7 +47,15 @@ type Config struct {
 	ShutdownGrace time.Duration // how long in-flight events may take to finish on shutdown; 20 s
 	// ProbeInterval is how often a worker stopped by a refused configuration
 	// (see Halt) tries again with a single event; 1 min.
-	ProbeInterval  time.Duration
+	ProbeInterval time.Duration
+	// CheckInterval is how often a worker looks again at the input
+	// subjects (a producer's stream may have come to capture more), at the
+	// consumer (an older release may have narrowed it), and at step records
+	// an older release wrote; 30 s.
+	CheckInterval time.Duration
+	// ExpireInterval is how often a worker forgets closed projects whose
+	// close is more than Retention old; 1 h, and never more than Retention.
+	ExpireInterval time.Duration
 	InitialBackoff time.Duration         // first retry delay; 200 ms
 	MaxBackoff     time.Duration         // longest retry delay; 30 s
 	Storage        jetstream.StorageType // FileStorage
@@ -129,6 +137,8 @@ func (c Config) withDefaults() Config {
 	dur(&c.ShutdownGrace, 20*time.Second)
 	dur(&c.InitialBackoff, 200*time.Millisecond)
 	dur(&c.ProbeInterval, time.Minute)
+	dur(&c.CheckInterval, 30*time.Second)
+	dur(&c.ExpireInterval, min(time.Hour, c.Retention))
 	dur(&c.MaxBackoff, 30*time.Second)
 	if c.Concurrency == 0 {
 		c.Concurrency = 64

@@ -62,7 +62,12 @@ func newEnv(t testing.TB, simCfg sim.Config) *env {
 
 func newModeEnv(t testing.TB, simCfg sim.Config, m mode) *env {
 	t.Helper()
-	ns := natstest.Server(t)
+	return newEnvOn(t, natstest.Server(t), simCfg, m)
+}
+
+// newEnvOn is a world on a server the test started (on a fixture's store, say).
+func newEnvOn(t testing.TB, ns *server.Server, simCfg sim.Config, m mode) *env {
+	t.Helper()
 	e := &env{t: t, mode: m, ns: ns, logs: &syncBuffer{}}
 	e.js = e.connect()
 

@@ -54,8 +54,12 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 	}
 	lock, err := w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, j.held().snapshot().Holder, fresh)
 	var busy *projects.HeldError
-	if errors.As(err, &busy) {
+	var newer *projects.NewerError
+	switch {
+	case errors.As(err, &busy):
 		return &retryLater{delay: w.projectWait(busy.For), why: "held", reason: "another event of this project is being worked"}
+	case errors.As(err, &newer):
+		return handBackNewer(newer.Error())
 	}
 	if err != nil {
 		return err
@@ -86,6 +90,12 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 		return &failure{reason: messages.ReasonGroupClosed, message: fmt.Sprintf(
 			"%s %q was closed at %s (its group %s): an update after the close changes nothing",
 			ev.RefField(), ev.RefID, rec.Closed.At.Format(time.RFC3339), rec.Closed.Action)}
+	case !ev.Adopt.Empty() && !rec.HasGroup():
+		return w.adopt(ctx, stopping, j, rec)
+	case !ev.Adopt.Empty() && !sameGroup(&rec, ev.Adopt):
+		return &failure{reason: messages.ReasonInvalidEvent, message: fmt.Sprintf(
+			"%s %q already has its group (%s); this %s names another to adopt (%s): a project has one group",
+			ev.RefField(), ev.RefID, projects.GroupID(&rec), ev.Kind, adoptID(ev.Adopt))}
 	case !rec.HasGroup():
 		if !canCreate {
 			return &failure{reason: messages.ReasonNoGroup, message: fmt.Sprintf(
@@ -127,7 +137,7 @@ func (w *Worker) finish(ctx context.Context, j *job, subject string, data []byte
 	}
 	j.setHold(nil)
 	err = c.update(ctx, func(r *record) {
-		r.Step, r.ResultSubject, r.Result = stepDone, subject, data
+		r.Step, r.ResultSubject, r.Result, r.ProjectKept = stepDone, subject, data, true
 		if also != nil {
 			also(r)
 		}
@@ -162,6 +172,10 @@ func (w *Worker) releaseProject(ctx context.Context, j *job, failed bool) error 
 		}
 		if rec.ChatID == "" {
 			r.Creator = "" // nothing was made: the next event that can create does
+			if rec.CreateUnanswered && !r.CreateUnanswered {
+				// …unless a create went unanswered: the one that succeeds says so.
+				r.CreateUnanswered, r.UnansweredWhy = true, rec.UnansweredWhy
+			}
 			return
 		}
 		ev, lim := j.ev, w.groups.Limits()

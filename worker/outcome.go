@@ -58,3 +58,14 @@ func (f *failure) Unwrap() error { return f.cause }
 func invalidFailure(err *messages.InvalidError) *failure {
 	return &failure{reason: err.Reason, message: err.Error(), cause: err}
 }
+
+// newerDelay is how long an event this release must leave to a newer one
+// waits before it is offered again (perhaps to a newer worker).
+const newerDelay = 5 * time.Second
+
+// handBackNewer hands back, unfailed and unwritten, an event that a newer
+// release must work: its kind, or a record it needs, is newer than this
+// release knows. A rolling upgrade's newer workers take it.
+func handBackNewer(why string) *retryLater {
+	return &retryLater{delay: newerDelay, paused: true, why: "newer", reason: "left for a newer release: " + why}
+}

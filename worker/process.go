@@ -105,6 +105,11 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 			err = &failure{reason: messages.ReasonInternal, message: "the worker failed on this event; its logs say why", cause: fmt.Errorf("panic: %v", r)}
 		}
 	}()
+	if _, known := w.cfg.Subjects[j.msg.Subject()]; !known {
+		if v := w.newerContract(); v > 0 {
+			return handBackNewer(fmt.Sprintf("subject %q is not one this release (contract %d) knows, and the consumer was configured by contract %d", j.msg.Subject(), messages.Contract, v))
+		}
+	}
 	ev, err := messages.Decode(j.msg.Subject(), w.cfg.Subjects, j.msg.Data())
 	if err != nil {
 		var inv *messages.InvalidError
@@ -141,6 +146,8 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 		return nil
 	case res.heldFor > 0:
 		return &retryLater{delay: res.heldFor, why: "held", reason: "another delivery is working this event"}
+	case res.newer > 0:
+		return handBackNewer(fmt.Sprintf("its step record has schema %d, newer than this release's %d", res.newer, recordSchema))
 	}
 	j.setClaim(res.claim)
 	if res.tookOver {

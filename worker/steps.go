@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +45,17 @@ func (w *Worker) createGroup(ctx context.Context, stopping <-chan struct{}, j *j
 		return nil
 	}
 	first := ev.Members[:min(len(ev.Members), lim.MembersAtCreate)]
-	req := &dingtalk.NewGroup{Name: messages.GroupName(ev.Name, lim.NameRunes), Owner: ev.Owner, Members: first, Settings: chatSettings(ev.Group), Key: j.key}
+	uuid := j.key // records of schema 1 created scene groups under the event's key
+	if pr := j.projectHold().lock.Record(); pr.UUID != "" || pr.CreateUnanswered {
+		uuid = cmp.Or(pr.UUID, uuid)
+		if pr.CreateUnanswered && !c.snapshot().CreateUnanswered {
+			// An earlier event's create for this project may have landed.
+			if err := c.update(ctx, func(r *record) { r.unanswered(pr.UnansweredWhy) }); err != nil {
+				return err
+			}
+		}
+	}
+	req := &dingtalk.NewGroup{Name: messages.GroupName(ev.Name, lim.NameRunes), Owner: ev.Owner, Members: first, Settings: chatSettings(ev.Group), Key: uuid}
 	onWire := func(ctx context.Context, _ string) error {
 		return c.update(ctx, func(r *record) { r.CreateInFlight = true })
 	}
@@ -73,7 +84,7 @@ func (w *Worker) createGroup(ctx context.Context, stopping <-chan struct{}, j *j
 		f.reason = messages.ReasonOutcomeUnknown
 		f.message = fmt.Sprintf("an earlier create of this scene group (uuid %s) went unanswered and DingTalk refused to repeat it: "+
 			"the group %q owned by %s probably exists, but its id is not known; check before creating it by hand (DingTalk said: %s)",
-			j.key, req.Name, ev.Owner, strings.TrimPrefix(f.cause.Error(), "dingtalk: "))
+			uuid, req.Name, ev.Owner, strings.TrimPrefix(f.cause.Error(), "dingtalk: "))
 		return f
 	}
 	if err != nil {
@@ -204,6 +215,7 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job, link string) er
 	next.Created, next.ChatID, next.OpenConversationID, next.InviteURL = true, rec.ChatID, rec.OpenConversationID, link
 	next.Name, next.Owner, next.Listed, next.Managed = res.Name, ev.Owner, ev.Listed, ev.Members
 	next.Version, next.Seq, next.Unsure = ev.Version, j.seq, false
+	next.CreateUnanswered, next.UnansweredWhy = false, ""
 	if err := w.finish(ctx, j, w.cfg.ProvisionedSubject, data, &next, func(r *record) { r.InviteURL = link }); err != nil {
 		return err
 	}

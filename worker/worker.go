@@ -20,6 +20,7 @@ import (
 
 	"provisioner/budget"
 	"provisioner/dingtalk"
+	"provisioner/messages"
 	"provisioner/projects"
 	"provisioner/streams"
 )
@@ -37,6 +38,9 @@ type Worker struct {
 	shared atomic.Pointer[budget.Pacer] // the same, for readers outside Run
 	halt   *halt                        // this worker's own stop, when DingTalk refuses its configuration
 	log    zerolog.Logger
+
+	capMu   sync.Mutex
+	capture capture // guarded by capMu: how the input subjects are captured now
 }
 
 // New checks cfg, then finds or creates the streams, the consumer and the
@@ -49,7 +53,7 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 		return nil, err
 	}
 	log = log.With().Str("instance", cfg.InstanceID).Logger()
-	topo, err := ensureTopology(ctx, js, cfg, &streams.Ensurer{JS: js, Replicas: cfg.Replicas, Log: log})
+	topo, in, err := ensureTopology(ctx, js, cfg, &streams.Ensurer{JS: js, Replicas: cfg.Replicas, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -60,8 +64,19 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, halt: newHalt(), log: log,
-		proj: projects.NewStore(topo.projects, cfg.AckWait, cfg.Now)}, nil
+	w := &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, halt: newHalt(), log: log,
+		proj: projects.NewStore(topo.projects, cfg.AckWait, cfg.Now), capture: in}
+	w.warnUncaptured(in)
+	if in.newer > 0 {
+		log.Warn().Int("contract", in.newer).Int("ours", messages.Contract).
+			Msg("a newer release configured the consumer: it is left as it is, and events of kinds this release does not know are handed back for a newer worker")
+	}
+	built, err := w.migrate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	log.Info().Int("projects", built).Msg("project records built from step records of releases before project records")
+	return w, nil
 }
 
 // Budget is the shared budget this worker spends and pauses; safe to share
@@ -132,6 +147,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
+	upkeepCtx, stopUpkeep := context.WithCancel(ctx)
+	wg.Go(func() { w.upkeep(upkeepCtx) })
 	pullErr := w.pull(ctx, func(msg jetstream.Msg, done func()) {
 		wg.Go(func() {
 			defer done()
@@ -139,6 +156,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	})
 
+	stopUpkeep()
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
 	select {

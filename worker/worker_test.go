@@ -68,8 +68,10 @@ func bothSubjectsEndToEnd(t *testing.T, m mode) {
 		if !ok || g.Owner != r.Owner || len(g.Members) != r.MemberCount || g.Members[0] != r.Owner || g.Name != r.Name {
 			t.Errorf("group %s in DingTalk: %+v", r.ChatID, g)
 		}
-		if m.scene && (g.TemplateID != testTemplate || g.UUID != r.ID) {
-			t.Errorf("scene group %+v: want template %s and uuid %s", g, testTemplate, r.ID)
+		// A scene group's uuid is its project's: the project key, then the record's birth.
+		pk := messages.ProjectKey(&messages.Event{Kind: messages.Kind(r.SourceSubject), RefID: r.ProjectID + r.EventID})
+		if m.scene && (g.TemplateID != testTemplate || !strings.HasPrefix(g.UUID, pk+"-")) {
+			t.Errorf("scene group %+v: want template %s and uuid %s-…", g, testTemplate, pk)
 		}
 	}
 	if g, _ := e.sim.Group(p.ChatID); g.Settings["searchable"] != 1 {

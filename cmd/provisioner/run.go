@@ -118,7 +118,8 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 		return err
 	}
 	halted := func() (string, bool) { h, ok := w.Halted(); return h.Reason, ok }
-	err = tel.WatchStatus(telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo, Halt: halted})
+	uncaptured := func() []string { s, _ := w.Uncaptured(); return s }
+	err = tel.WatchStatus(telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo, Halt: halted, Uncaptured: uncaptured})
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
@@ -160,6 +161,10 @@ func serveHTTP(addr string, nc *nats.Conn, wk *worker.Worker, tel *telemetry.Tel
 			http.Error(w, "paused: "+st.Paused.String(), http.StatusServiceUnavailable)
 		default:
 			fmt.Fprintln(w, "ready")
+			if subjects, command := wk.Uncaptured(); len(subjects) > 0 {
+				fmt.Fprintf(w, "not captured by any stream (JetStream refuses events published on them): %s; add them with: %s\n",
+					strings.Join(subjects, ", "), command)
+			}
 		}
 	})
 	ln, err := net.Listen("tcp", addr)

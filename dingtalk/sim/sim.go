@@ -259,6 +259,24 @@ func (s *Server) Groups() []Group {
 	return out
 }
 
+// Restore puts groups back as they were (Groups' copies, perhaps from
+// another run saved as JSON): DingTalk's state before a test, such as
+// groups an older release made or a person made by hand. No call is counted.
+func (s *Server) Restore(groups ...Group) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range groups {
+		c := g.clone()
+		s.groups[c.ChatID] = &c
+		s.byCID[c.OpenConversationID] = &c
+		if c.UUID != "" {
+			s.byUUID[c.UUID] = &c
+		}
+		s.order = append(s.order, c.ChatID)
+		s.seen[groupKey(c.Name, c.Owner, c.Members)] = true
+	}
+}
+
 // Group returns a copy of one group, by chat id or open conversation id.
 func (s *Server) Group(id string) (Group, bool) {
 	s.mu.Lock()

@@ -3,6 +3,7 @@
 package natstest
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -13,8 +14,15 @@ import (
 // Server starts a JetStream server that shuts down when tb ends.
 func Server(tb testing.TB) *server.Server {
 	tb.Helper()
+	return ServerAt(tb, tb.TempDir())
+}
+
+// ServerAt starts a JetStream server on the store in dir (a fixture copied
+// there, say) that shuts down when tb ends.
+func ServerAt(tb testing.TB, dir string) *server.Server {
+	tb.Helper()
 	ns, err := server.NewServer(&server.Options{
-		JetStream: true, StoreDir: tb.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: dir, Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
 	})
 	if err != nil {
 		tb.Fatalf("natstest: %v", err)
@@ -25,6 +33,17 @@ func Server(tb testing.TB) *server.Server {
 	}
 	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	return ns
+}
+
+// CopyDir copies the tree at src (a fixture under testdata) into a new
+// temporary directory and returns it: a server must not write to testdata.
+func CopyDir(tb testing.TB, src string) string {
+	tb.Helper()
+	dst := tb.TempDir()
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		tb.Fatalf("natstest: copying %s: %v", src, err)
+	}
+	return dst
 }
 
 // Connect opens a connection to ns, closed when tb ends.

@@ -1,0 +1,230 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/dingtalk/sim"
+	"provisioner/internal/natstest"
+	"provisioner/messages"
+	"provisioner/worker"
+)
+
+// fixtureRetention is the RETENTION the upgrade fixture was captured with
+// (see testdata/upgrade/capture_test.go.txt): long, so that its step records
+// never expire as the fixture ages.
+const fixtureRetention = 50 * 365 * 24 * time.Hour
+
+// upgradeEnv is a world on the store the previous release left
+// (testdata/upgrade: a producer's stream HR_EVENTS capturing the two
+// creation subjects, a downstream stream NOTIFY capturing group.provisioned
+// and group.failed, 16 groups made, one creation failed) and a simulator
+// holding the groups it made.
+func upgradeEnv(t *testing.T) (*env, []sim.Group) {
+	t.Helper()
+	ns := natstest.ServerAt(t, natstest.CopyDir(t, "testdata/upgrade/jetstream"))
+	e := newEnvOn(t, ns, sim.Config{}, v1Mode)
+	data, err := os.ReadFile("testdata/upgrade/groups.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old []sim.Group
+	if err := json.Unmarshal(data, &old); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.Restore(old...)
+	return e, old
+}
+
+func upgradeConfig() worker.Config {
+	cfg := testConfig()
+	cfg.Retention, cfg.CheckInterval = fixtureRetention, 50*time.Millisecond
+	return cfg
+}
+
+// TestUpgradeFromReleaseBeforeProjectRecords is the issue's upgrade: this
+// release starts on what the previous one left, provisions at once from the
+// producer's stream, picks up the lifecycle subjects when the operator adds
+// them (no restart), and then updates and closes the groups the previous
+// release made, in place: no second group.
+func TestUpgradeFromReleaseBeforeProjectRecords(t *testing.T) {
+	e, old := upgradeEnv(t)
+	r := e.start(upgradeConfig(), nil)
+	missing, command := r.w.Uncaptured()
+	if want := []string{"event.cancelled", "event.updated", "project.closed", "project.updated"}; !slices.Equal(missing, want) {
+		t.Fatalf("uncaptured = %v, want %v", missing, want)
+	}
+	if !strings.Contains(command, "nats stream edit HR_EVENTS --subjects") || !strings.Contains(command, "project.updated") {
+		t.Errorf("command = %q", command)
+	}
+	if n := countLines(e.logs.all(), `"projects":16,"time"`); n != 1 {
+		t.Errorf("%d start lines saying 16 project records were built, want 1:\n%s", n, e.logs.tail(30))
+	}
+
+	// It provisions from the producer's stream at once.
+	e.publish("project.created", project("new1", "m1"))
+	res := e.readStream("NOTIFY", 18) // the previous release's 17 results and this one
+	if last := res[len(res)-1]; last.Subject != "group.provisioned" || last.ProjectID != "P-new1" {
+		t.Fatalf("last result %s %s, want group.provisioned for P-new1", last.Subject, last.ProjectID)
+	}
+
+	// The operator adds the lifecycle subjects to the producer's stream.
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, "HR_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := s.CachedInfo().Config
+	scfg.Subjects = append(scfg.Subjects, missing...)
+	if _, err := e.js.UpdateStream(ctx, scfg); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the worker to consume the added subjects", func() bool { m, _ := r.w.Uncaptured(); return len(m) == 0 })
+
+	// Every old group is updated (one member out, one in, a new name) and closed.
+	for _, g := range old {
+		i := strings.TrimPrefix(strings.TrimPrefix(g.Name, "Old project "), "Old event ")
+		if strings.HasPrefix(g.Name, "Old event") {
+			e.publish("event.updated", map[string]any{"id": "upd-e" + i, "event_id": "OLD-E" + i, "title": "Moved event " + i, "attendees": []string{"y", "new" + i}})
+		} else {
+			e.publish("project.updated", map[string]any{"id": "upd-p" + i, "project_id": "OLD-" + i, "name": "Renamed " + i, "members": []string{"b", "m" + i, "new" + i}})
+		}
+	}
+	e.readStream("PROVISIONER_RESULTS", len(old))
+	for _, g := range old {
+		i := strings.TrimPrefix(strings.TrimPrefix(g.Name, "Old project "), "Old event ")
+		if strings.HasPrefix(g.Name, "Old event") {
+			e.publish("event.cancelled", map[string]any{"id": "close-e" + i, "event_id": "OLD-E" + i})
+		} else {
+			e.publish("project.closed", map[string]any{"id": "close-p" + i, "project_id": "OLD-" + i})
+		}
+	}
+	got := e.readStream("PROVISIONER_RESULTS", 2*len(old))
+	for _, r := range got {
+		if r.Subject != "group.updated" && r.Subject != "group.closed" {
+			t.Errorf("%s for %s%s: %s", r.Subject, r.ProjectID, r.EventID, r.Raw)
+		}
+	}
+	if st := e.sim.Stats(); st.GroupsCreated != 1 {
+		t.Errorf("%d groups created, want 1 (P-new1): the old projects got second groups", st.GroupsCreated)
+	}
+	for _, o := range old {
+		g, _ := e.sim.Group(o.ChatID)
+		gone, added := "a", "new"
+		if strings.HasPrefix(o.Name, "Old event") {
+			gone = "x"
+		}
+		if slices.Contains(g.Members, gone) || !slices.ContainsFunc(g.Members, func(m string) bool { return strings.HasPrefix(m, added) }) {
+			t.Errorf("group %q members %v: want %s removed and a new member added", o.Name, g.Members, gone)
+		}
+		if !strings.HasPrefix(g.Name, "[已结束] ") || g.Settings["chatBannedType"] != 1 {
+			t.Errorf("group %q is %q (muted %d), want it archived", o.Name, g.Name, g.Settings["chatBannedType"])
+		}
+	}
+}
+
+// TestUpgradeKeepsANewerConsumer: a consumer a newer release configured
+// (a higher contract in its metadata, a wider filter) is left as it is, and
+// an event on a subject this release does not know is handed back, not failed.
+func TestUpgradeKeepsANewerConsumer(t *testing.T) {
+	e := newEnv(t, sim.Config{})
+	ctx := context.Background()
+	first := e.start(testConfig(), nil)
+	first.stop(t)
+	st, err := e.js.Stream(ctx, "PROVISIONER_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := st.CachedInfo().Config
+	scfg.Subjects = append(scfg.Subjects, "project.archived")
+	if _, err := e.js.UpdateStream(ctx, scfg); err != nil {
+		t.Fatal(err)
+	}
+	newer := jetstream.ConsumerConfig{Durable: "provisioner", FilterSubjects: append(kindNames(), "project.archived"), AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 5 * time.Second, MaxDeliver: -1, MaxAckPending: 1000, Metadata: map[string]string{"provisioner_contract": fmt.Sprint(messages.Contract + 1)}}
+	if _, err := e.js.UpdateConsumer(ctx, "PROVISIONER_EVENTS", newer); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(testConfig(), nil)
+	e.publish("project.archived", map[string]any{"id": "arch1", "project_id": "P-1"})
+	e.publish("project.created", project("c1", "m1"))
+	e.readStream("PROVISIONER_RESULTS", 1)
+	e.waitFor("the unknown kind handed back", func() bool {
+		return countLines(e.logs.all(), `left for a newer release: subject \"project.archived\"`) > 0
+	})
+	r.stop(t)
+	cons, err := e.js.Consumer(ctx, "PROVISIONER_EVENTS", "provisioner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := cons.CachedInfo().Config.FilterSubjects; !slices.Contains(f, "project.archived") {
+		t.Errorf("filter narrowed to %v", f)
+	}
+	if n := e.stored("PROVISIONER_DEAD_LETTERS"); n != 0 {
+		t.Errorf("%d dead letters, want 0: the unknown kind was failed", n)
+	}
+	if res := e.results(1); len(res) != 1 {
+		t.Errorf("%d results, want only the creation's", len(res))
+	}
+}
+
+func kindNames() []string {
+	var out []string
+	for _, k := range messages.Kinds() {
+		out = append(out, string(k))
+	}
+	return out
+}
+
+// TestRecordsOfANewerReleaseAreLeftAlone: a project record or a step record
+// with a schema newer than this release's is neither read further nor
+// written, and its event is handed back for a newer worker, not failed.
+func TestRecordsOfANewerReleaseAreLeftAlone(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		bucket string
+		key    string
+		event  map[string]any
+		subj   string
+	}{
+		{"project record", "provisioner_projects", messages.ProjectKey(&messages.Event{Kind: messages.ProjectUpdated, RefID: "P-future"}),
+			map[string]any{"id": "u-future", "project_id": "P-future", "members": []string{"m1"}}, "project.updated"},
+		{"step record", "provisioner_state", messages.Key("project.created", "c-future"),
+			project("c-future", "m1"), "project.created"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, sim.Config{})
+			e.start(testConfig(), nil)
+			kv, err := e.js.KeyValue(ctx, tt.bucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			future := []byte(`{"schema":99,"step":"something new","ref_id":"P-future"}`)
+			rev, err := kv.Put(ctx, tt.key, future)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.publish(tt.subj, tt.event)
+			e.waitFor("the event handed back", func() bool {
+				return countLines(e.logs.all(), "left for a newer release") > 0
+			})
+			entry, err := kv.Get(ctx, tt.key)
+			if err != nil || entry.Revision() != rev || string(entry.Value()) != string(future) {
+				t.Errorf("the newer record was written: revision %d, want %d", entry.Revision(), rev)
+			}
+			if n := e.stored("PROVISIONER_RESULTS") + e.stored("PROVISIONER_DEAD_LETTERS"); n != 0 {
+				t.Errorf("%d results and dead letters, want none: the event must wait for a newer worker", n)
+			}
+		})
+	}
+}
