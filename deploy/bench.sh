@@ -27,6 +27,13 @@
 #                             published to the last result (the budget allows 50 s) and the
 #                             calls refused. COLD=1 publishes as the workers start (their
 #                             start-up in the time) instead of once their shares are up.
+#   deploy/bench.sh upgrade   the previous release (PREV, default 91a7469: the last before project
+#                             records) built from git, on a producer's stream HR_EVENTS capturing
+#                             project.created and event.scheduled, provisions EVENTS (200) projects;
+#                             then this release starts on what it left and provisions one more; the
+#                             lifecycle subjects are added to HR_EVENTS (no restart), and every old
+#                             project is updated (a new owner) and closed. Prints the results, the
+#                             groups made (0 second groups wanted) and how soon the subjects were taken.
 #   deploy/bench.sh cluster   three nats-server processes clustered on loopback, NATS_REPLICAS=3,
 #                             two workers, EVENTS (2,000) events; the node leading the events
 #                             stream is SIGKILLed KILL_AFTER (3) seconds in and never restarted.
@@ -60,9 +67,10 @@ case "$mode" in
   shared) events=1000; sim_flags=(-qps 20 -qps-model "$model" -latency 80ms -jitter 20ms); qps=20 ;;
   soak) events=${EVENTS:-10000}; kills=${KILLS:-10}; sim_flags=(-busy 0.2 -bad-gateway 0.02 -latency 8ms); qps=200; log_level=info ;;
   cluster) events=${EVENTS:-2000}; sim_flags=(-latency 8ms); qps=200; log_level=info ;;
+  upgrade) events=${EVENTS:-200}; sim_flags=(-latency 8ms); qps=200; log_level=info ;;
   lifecycle) events=${EVENTS:-2000}; kills=${KILLS:-10}; qps=200; log_level=info
     sim_flags=(-busy 0.2 -latency 8ms -refuse-existing-members -refuse-absent-removals -refuse-owner-added-in-same-call) ;;
-  *) echo "usage: $0 backlog|qps|soak [v1|scene]|lifecycle [v1|scene]|shared [model] [workers] [kill]|cluster" >&2; exit 2 ;;
+  *) echo "usage: $0 backlog|qps|soak [v1|scene]|lifecycle [v1|scene]|shared [model] [workers] [kill]|cluster|upgrade" >&2; exit 2 ;;
 esac
 case "$family" in
   v1) export DINGTALK_SCENE_TEMPLATE_ID= ;;
@@ -105,6 +113,46 @@ wait_for_stream() {
   done
   echo "the worker did not come up; its log:" >&2; cat "$work/worker.log" >&2; exit 1
 }
+
+if [ "$mode" = upgrade ]; then
+  prev=${PREV:-91a7469}
+  echo "== building the previous release ($prev) from git"
+  mkdir -p "$work/prev"
+  git archive "$prev" | tar -x -C "$work/prev"
+  (cd "$work/prev" && go build -o "$work/provisioner-prev" ./cmd/provisioner)
+  creations=project.created,event.scheduled
+  lifecycle_subjects=$creations,project.updated,event.updated,project.closed,event.cancelled
+  "$work/provisioner" load -producer-stream "HR_EVENTS=$creations" -n 0
+  echo "== the previous release provisions $events projects from HR_EVENTS"
+  "$work/provisioner-prev" run >>"$work/prev.log" 2>&1 &
+  prev_pid=$!; pids+=($prev_pid)
+  "$work/provisioner" load -n "$events" -id-prefix old -project-prefix UP -timeout 5m | tail -1
+  kill -TERM "$prev_pid"; wait "$prev_pid" || true
+  echo "== this release starts on what it left"
+  start_worker
+  until grep -q 'project records built from step records' "$work/worker.log" 2>/dev/null; do
+    kill -0 "$worker_pid" 2>/dev/null || { echo "this release did not start:" >&2; tail -5 "$work/worker.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  grep -o '"subjects":\[[^]]*\]' "$work/worker.log" | head -1 | sed 's/^/   not captured: /'
+  grep -o '"projects":[0-9]*' "$work/worker.log" | head -1 | sed 's/^/   project records built: /'
+  "$work/provisioner" load -n 1 -id-prefix new -project-prefix NEW -timeout 1m | tail -1
+  echo "== the operator adds the lifecycle subjects to HR_EVENTS; the worker is not restarted"
+  t0=$(date +%s.%N)
+  "$work/provisioner" load -producer-stream "HR_EVENTS=$lifecycle_subjects" -n 0 >/dev/null
+  until grep -q 'the consumer now reads every input subject' "$work/worker.log"; do sleep 0.1; done
+  echo "   the worker consumes them $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N)-$t0}") s later"
+  echo "== updating every old project (a new owner), then closing it"
+  "$work/provisioner" load -subject project.updated -n "$events" -id-prefix upd -project-prefix UP -timeout 5m | tail -1
+  grep -c '"result":"group.updated"' "$work/worker.log" | sed 's/^/   group.updated results: /'
+  "$work/provisioner" load -subject project.closed -n "$events" -id-prefix close -project-prefix UP -timeout 5m | tail -1
+  grep -c '"result":"group.closed"' "$work/worker.log" | sed 's/^/   group.closed results: /'
+  kill -TERM "$worker_pid"; wait "$worker_pid" || true
+  kill -TERM "$sim_pid"; wait "$sim_pid" || true
+  echo "== simulator: $(tail -1 "$work/sim.log")"
+  echo "   groups wanted: $((events + 1)) ($events by the previous release, 1 by this one); more is a second group"
+  exit 0
+fi
 
 echo "== creating the streams (one warm-up event)"
 sleep 0.5

@@ -22,7 +22,23 @@ type Stored struct {
 // read (or that a newer release wrote) is skipped: Scan is for sweeping and
 // searching, never for changing a record it does not understand.
 func (s *Store) Scan(ctx context.Context, fn func(Stored) error) error {
-	w, err := s.kv.WatchFiltered(ctx, []string{"project.>", "event.>"}, jetstream.IgnoreDeletes())
+	return s.scan(ctx, true, func(e jetstream.KeyValueEntry) error {
+		rec, err := decode(e.Key(), e.Value())
+		if err != nil {
+			return nil
+		}
+		return fn(Stored{Key: e.Key(), Revision: e.Revision(), Written: e.Created(), Record: rec})
+	})
+}
+
+// scan calls fn with every project key's last entry (deletions too unless
+// ignoreDeletes), as they stood when it began.
+func (s *Store) scan(ctx context.Context, ignoreDeletes bool, fn func(jetstream.KeyValueEntry) error) error {
+	var opts []jetstream.WatchOpt
+	if ignoreDeletes {
+		opts = append(opts, jetstream.IgnoreDeletes())
+	}
+	w, err := s.kv.WatchFiltered(ctx, []string{"project.>", "event.>"}, opts...)
 	if err != nil {
 		return fmt.Errorf("projects: scanning the records: %w", err)
 	}
@@ -38,11 +54,7 @@ func (s *Store) Scan(ctx context.Context, fn func(Stored) error) error {
 			if e == nil { // every record as it stood when the scan began
 				return nil
 			}
-			rec, err := decode(e.Key(), e.Value())
-			if err != nil {
-				continue
-			}
-			if err := fn(Stored{Key: e.Key(), Revision: e.Revision(), Written: e.Created(), Record: rec}); err != nil {
+			if err := fn(e); err != nil {
 				return err
 			}
 		}
@@ -50,7 +62,8 @@ func (s *Store) Scan(ctx context.Context, fn func(Stored) error) error {
 }
 
 // Expire forgets every closed project whose close is more than retention
-// old, and returns how many it forgot. Each record is removed from stream
+// old, and returns how many it forgot; it also removes the markers that
+// deleting an empty record left. Each record is removed from stream
 // (the bucket's own stream, KV_<bucket>) by a purge bounded by the revision
 // read: if anything wrote the record since, that write survives. A purge
 // leaves no marker behind, so the bucket shrinks by the whole record, and
@@ -58,9 +71,18 @@ func (s *Store) Scan(ctx context.Context, fn func(Stored) error) error {
 func (s *Store) Expire(ctx context.Context, stream jetstream.Stream, retention time.Duration) (int, error) {
 	now := s.now()
 	var due []Stored
-	err := s.Scan(ctx, func(st Stored) error {
-		if at := st.Record.ExpiresAt(retention); !at.IsZero() && !at.After(now) && !st.Record.LeaseUntil.After(now) {
-			due = append(due, st)
+	var markers []jetstream.KeyValueEntry // what deleting an empty record left (see Lock.Unlock)
+	err := s.scan(ctx, false, func(e jetstream.KeyValueEntry) error {
+		if e.Operation() != jetstream.KeyValuePut {
+			markers = append(markers, e)
+			return nil
+		}
+		rec, err := decode(e.Key(), e.Value())
+		if err != nil {
+			return nil
+		}
+		if at := rec.ExpiresAt(retention); !at.IsZero() && !at.After(now) && !rec.LeaseUntil.After(now) {
+			due = append(due, Stored{Key: e.Key(), Revision: e.Revision(), Written: e.Created(), Record: rec})
 		}
 		return nil
 	})
@@ -88,6 +110,12 @@ func (s *Store) Expire(ctx context.Context, stream jetstream.Stream, retention t
 			}
 		}
 		n++
+	}
+	for _, m := range markers {
+		err := stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+"."+m.Key()), jetstream.WithPurgeSequence(m.Revision()+1))
+		if err != nil {
+			return n, fmt.Errorf("projects: removing the deletion marker of %s: %w", m.Key(), err)
+		}
 	}
 	return n, nil
 }

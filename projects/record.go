@@ -115,6 +115,12 @@ type Closure struct {
 	By     string    `json:"by"` // the closing event's key
 }
 
+// empty says whether the record holds nothing worth keeping: no group, no
+// creation under way or unanswered, no close.
+func (r *Record) empty() bool {
+	return !r.HasGroup() && !r.Creating() && r.Closed == nil && !r.CreateUnanswered
+}
+
 // HasGroup says whether the record knows its group.
 func (r *Record) HasGroup() bool { return r.ChatID != "" || r.OpenConversationID != "" }
 

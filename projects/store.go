@@ -183,6 +183,20 @@ func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
 	if unlock {
 		next.Holder, next.HolderEvent, next.LeaseUntil = "", "", time.Time{}
 	}
+	if unlock && next.empty() {
+		// Nothing to keep (an update of a project without a group, a
+		// creation that made nothing): a record kept would never expire.
+		err := l.s.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			l.lost = true
+			return ErrLockLost
+		}
+		if err != nil {
+			return fmt.Errorf("projects: deleting %s: %w", l.key, err)
+		}
+		l.lost, l.rec = true, next // deleted: no further write from this holder
+		return nil
+	}
 	data, err := json.Marshal(next)
 	if err != nil {
 		return fmt.Errorf("projects: encoding %s: %w", l.key, err)

@@ -2,10 +2,15 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"provisioner/messages"
+	"provisioner/projects"
 )
 
 // stepWords says what each step means to someone reading a record.
@@ -81,4 +86,32 @@ func (r *Records) Describe(ctx context.Context, subject, eventID string) ([]stri
 		add("result:      %s", rec.Result)
 	}
 	return lines, nil
+}
+
+// DescribeProject prints a project's record (family "project" or "event",
+// and its project_id or event_id) in words: its group, managed members,
+// version, close and expiry. It fails with ErrNoRecord when there is none:
+// no event of it was worked, or it was closed more than retention ago.
+func (r *Records) DescribeProject(ctx context.Context, family, refID string, retention time.Duration) ([]string, error) {
+	kind := messages.ProjectCreated
+	if family == "event" {
+		kind = messages.EventScheduled
+	}
+	key := messages.ProjectKey(&messages.Event{Kind: kind, RefID: refID})
+	kv, err := r.js.KeyValue(ctx, r.projects)
+	if err != nil {
+		return nil, fmt.Errorf("worker: project records (bucket %q): %w", r.projects, err)
+	}
+	entry, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrNoRecord
+	}
+	if err != nil {
+		return nil, fmt.Errorf("worker: reading the record of %s %q: %w", family, refID, err)
+	}
+	var rec projects.Record
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("worker: the record of %s %q is unreadable: %w", family, refID, err)
+	}
+	return projects.Describe(key, entry.Revision(), &rec, retention, r.now()), nil
 }

@@ -2,8 +2,11 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"provisioner/dingtalk/sim"
 	"provisioner/internal/natstest"
 	"provisioner/messages"
+	"provisioner/worker"
 )
 
 // TestClosedProjectsAreForgottenAfterRetention: a closed project's record
@@ -68,7 +72,7 @@ func TestClosedProjectsAreForgottenAfterRetention(t *testing.T) {
 	}
 }
 
-func bucketBytes(t *testing.T, js jetstream.JetStream) uint64 {
+func bucketBytes(t testing.TB, js jetstream.JetStream) uint64 {
 	t.Helper()
 	s, err := js.Stream(context.Background(), "KV_provisioner_projects")
 	if err != nil {
@@ -79,4 +83,60 @@ func bucketBytes(t *testing.T, js jetstream.JetStream) uint64 {
 		t.Fatal(err)
 	}
 	return info.State.Bytes
+}
+
+// BenchmarkProjectRecords measures what the project records cost: 10,000
+// projects created (3 members), updated (a member swapped, renamed) and
+// closed, then the bucket once RETENTION has passed (a clock moved by hand;
+// RETENTION 1h). Each event is published as the one before it is answered,
+// per project, so that none is stale.
+//
+//	go test ./worker -run '^$' -bench ProjectRecords -benchtime 1x
+func BenchmarkProjectRecords(b *testing.B) {
+	n := 10_000
+	if s := os.Getenv("PROJECTS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	for range b.N {
+		e := newEnv(b, sim.Config{})
+		clk := &natstest.Clock{}
+		cfg := worker.Config{Now: clk.Now, Retention: time.Hour, ExpireInterval: 24 * time.Hour, MaxAckPending: 4096, Concurrency: 256}
+		r := e.start(cfg, nil)
+		phases := []struct {
+			subject string
+			body    func(i int) map[string]any
+		}{
+			{"project.created", func(i int) map[string]any { return project(fmt.Sprint(i), "a", "b", "c") }},
+			{"project.updated", func(i int) map[string]any {
+				return map[string]any{"id": fmt.Sprintf("u%d", i), "project_id": fmt.Sprintf("P-%d", i), "name": fmt.Sprintf("Renamed %d", i), "members": []string{"a", "b", "d"}}
+			}},
+			{"project.closed", func(i int) map[string]any { return map[string]any{"id": fmt.Sprintf("c%d", i), "project_id": fmt.Sprintf("P-%d", i)} }},
+		}
+		var created uint64
+		for p, ph := range phases {
+			for i := range n {
+				data, _ := json.Marshal(ph.body(i))
+				if _, err := e.js.PublishAsync(ph.subject, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			<-e.js.PublishAsyncComplete()
+			e.waitFor(ph.subject+" answered", func() bool { return e.stored("PROVISIONER_RESULTS") >= (p+1)*n })
+			if p == 0 {
+				created = bucketBytes(b, e.js)
+			}
+		}
+		closed := bucketBytes(b, e.js)
+		clk.Advance(time.Hour + time.Minute)
+		start := time.Now()
+		gone, err := r.w.Expire(context.Background())
+		if err != nil || gone != n {
+			b.Fatalf("expired %d of %d: %v", gone, n, err)
+		}
+		b.ReportMetric(float64(created)/float64(n), "bytes/record-created")
+		b.ReportMetric(float64(closed)/float64(n), "bytes/record-closed")
+		b.ReportMetric(float64(closed)/1024, "KiB-bucket-closed")
+		b.ReportMetric(float64(bucketBytes(b, e.js))/1024, "KiB-bucket-expired")
+		b.ReportMetric(time.Since(start).Seconds(), "s-expiry-pass")
+	}
 }

@@ -17,8 +17,10 @@ import (
 // remembered failure so that the event can be worked again. Create it with
 // OpenRecords; safe for concurrent use.
 type Records struct {
-	kv     jetstream.KeyValue
-	failed string // the failure subject: a record whose result went there is a failure
+	js       jetstream.JetStream
+	projects string // the project records' bucket, opened when asked
+	kv       jetstream.KeyValue
+	failed   string // the failure subject: a record whose result went there is a failure
 	// outcomes names the other result subjects' outcomes, for inspect.
 	outcomes map[string]string
 	now      func() time.Time
@@ -33,7 +35,7 @@ func OpenRecords(ctx context.Context, js jetstream.JetStream, cfg Config) (*Reco
 		return nil, fmt.Errorf("worker: step records (bucket %q): %w", cfg.Bucket, err)
 	}
 	outcomes := map[string]string{cfg.ProvisionedSubject: "provisioned", cfg.UpdatedSubject: "updated", cfg.ClosedSubject: "closed", cfg.FailedSubject: "failed"}
-	return &Records{kv: kv, failed: cfg.FailedSubject, outcomes: outcomes, now: cfg.Now}, nil
+	return &Records{js: js, projects: cfg.ProjectBucket, kv: kv, failed: cfg.FailedSubject, outcomes: outcomes, now: cfg.Now}, nil
 }
 
 // ErrNoRecord means no step record is kept for an event: no worker took it

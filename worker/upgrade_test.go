@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -67,6 +68,12 @@ func TestUpgradeFromReleaseBeforeProjectRecords(t *testing.T) {
 	}
 	if n := countLines(e.logs.all(), `"projects":16,"time"`); n != 1 {
 		t.Errorf("%d start lines saying 16 project records were built, want 1:\n%s", n, e.logs.tail(30))
+	}
+
+	// An event on a subject no stream captures is refused at the producer, not lost unseen.
+	data, _ := json.Marshal(map[string]any{"id": "early", "project_id": "OLD-1", "members": []string{"b"}})
+	if _, err := e.js.Publish(context.Background(), "project.updated", data); !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Errorf("publishing on an uncaptured subject: %v, want %v", err, jetstream.ErrNoStreamResponse)
 	}
 
 	// It provisions from the producer's stream at once.
@@ -226,5 +233,97 @@ func TestRecordsOfANewerReleaseAreLeftAlone(t *testing.T) {
 				t.Errorf("%d results and dead letters, want none: the event must wait for a newer worker", n)
 			}
 		})
+	}
+}
+
+// TestANarrowingByAnOlderReleaseIsUndone: during a rolling upgrade an older
+// worker that restarts sets the events stream and the consumer back to the
+// two creation subjects it knows; a worker of this release puts the others
+// back within its check interval, and an update published then is worked.
+func TestANarrowingByAnOlderReleaseIsUndone(t *testing.T) {
+	e := newEnv(t, sim.Config{})
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.CheckInterval = 50 * time.Millisecond
+	e.start(cfg, nil)
+	e.publish("project.created", project("n1", "m1"))
+	e.results(1)
+	old := []string{"event.scheduled", "project.created"}
+	st, err := e.js.Stream(ctx, "PROVISIONER_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := st.CachedInfo().Config
+	scfg.Subjects = old
+	if _, err := e.js.UpdateStream(ctx, scfg); err != nil {
+		t.Fatal(err)
+	}
+	narrow := jetstream.ConsumerConfig{Durable: "provisioner", FilterSubjects: old, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 5 * time.Second, MaxDeliver: -1, MaxAckPending: 1000}
+	if _, err := e.js.UpdateConsumer(ctx, "PROVISIONER_EVENTS", narrow); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the stream and the consumer widened again", func() bool {
+		s, err := e.js.Stream(ctx, "PROVISIONER_EVENTS")
+		if err != nil || len(s.CachedInfo().Config.Subjects) != 6 {
+			return false
+		}
+		c, err := e.js.Consumer(ctx, "PROVISIONER_EVENTS", "provisioner")
+		return err == nil && len(c.CachedInfo().Config.FilterSubjects) == 6
+	})
+	e.publish("project.updated", map[string]any{"id": "u1", "project_id": "P-n1", "members": []string{"m2"}})
+	if r := e.results(2)[1]; r.Subject != "group.updated" {
+		t.Fatalf("update after the widening: %s", r.Raw)
+	}
+}
+
+// TestUpgradeWhenTheOriginalEventsAreGone: the producer's stream no longer
+// holds the creations the previous release worked (a short MaxAge, say), so
+// the records built from the step records do not know the members. The
+// first update of each reads its group once: the members it finds that the
+// update lists become managed, the others are left alone.
+func TestUpgradeWhenTheOriginalEventsAreGone(t *testing.T) {
+	e, old := upgradeEnv(t)
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, "HR_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	scfg := s.CachedInfo().Config
+	scfg.Subjects = kindNames()
+	if _, err := e.js.UpdateStream(ctx, scfg); err != nil {
+		t.Fatal(err)
+	}
+	e.start(upgradeConfig(), nil)
+	var projects []sim.Group
+	for _, g := range old {
+		if strings.HasPrefix(g.Name, "Old project ") {
+			projects = append(projects, g)
+		}
+	}
+	for _, g := range projects {
+		i := strings.TrimPrefix(g.Name, "Old project ")
+		e.publish("project.updated", map[string]any{"id": "upd-p" + i, "project_id": "OLD-" + i, "members": []string{"b", "m" + i, "new" + i}})
+	}
+	for _, r := range e.readStream("PROVISIONER_RESULTS", len(projects)) {
+		if r.Subject != "group.updated" {
+			t.Errorf("%s: %s", r.Subject, r.Raw)
+		}
+	}
+	if reads := e.sim.Stats().Calls[v1Mode.read]; reads != len(projects) {
+		t.Errorf("%d reads of a group, want one per project (%d)", reads, len(projects))
+	}
+	for _, o := range projects {
+		g, _ := e.sim.Group(o.ChatID)
+		i := strings.TrimPrefix(o.Name, "Old project ")
+		if !slices.Contains(g.Members, "a") || !slices.Contains(g.Members, "new"+i) {
+			t.Errorf("group %q members %v: want a (not listed, so not managed) kept and new%s added", o.Name, g.Members, i)
+		}
+	}
+	if st := e.sim.Stats(); st.GroupsCreated != 0 {
+		t.Errorf("%d groups created, want 0", st.GroupsCreated)
 	}
 }

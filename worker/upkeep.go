@@ -108,6 +108,11 @@ func (w *Worker) recheckInputs(ctx context.Context) error {
 			c.streamOf = s.CachedInfo().Config.Subjects
 		}
 	}
+	if !c.foreign {
+		if err := w.keepOwnInputs(ctx, c.stream); err != nil {
+			return err
+		}
+	}
 	cons, err := w.js.Consumer(ctx, c.stream, w.cfg.Consumer)
 	if err != nil {
 		return fmt.Errorf("worker: reading consumer %q: %w", w.cfg.Consumer, err)
@@ -138,4 +143,32 @@ func filterOf(cfg jetstream.ConsumerConfig) []string {
 		return []string{cfg.FilterSubject}
 	}
 	return cfg.FilterSubjects
+}
+
+// keepOwnInputs puts back on the worker's own events stream any input
+// subject it no longer captures: an older release restarting narrows it to
+// the subjects it knew, and the producers' events on the others would be
+// refused until then.
+func (w *Worker) keepOwnInputs(ctx context.Context, name string) error {
+	s, err := w.js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("worker: reading stream %q: %w", name, err)
+	}
+	cfg := s.CachedInfo().Config
+	var lost []string
+	for subj := range w.cfg.Subjects {
+		if !slices.Contains(cfg.Subjects, subj) {
+			lost = append(lost, subj)
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	slices.Sort(lost)
+	cfg.Subjects = append(cfg.Subjects, lost...)
+	if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("worker: adding %v back to stream %q: %w", lost, name, err)
+	}
+	w.log.Warn().Str("stream", name).Strs("subjects", lost).Msg("input subjects added back to the worker's stream (an older release had removed them)")
+	return nil
 }

@@ -421,6 +421,15 @@ func TestBatchUpdates(t *testing.T) {
 	if out, _ := run(t, "inspect", "project.updated", "u1"); !strings.Contains(out, "outcome:     updated (result on group.updated)") {
 		t.Errorf("inspect of an update:\n%s", out)
 	}
+	out, err = run(t, "inspect", "project", "P1")
+	for _, want := range []string{"project:     P1 ", "group:       plain group, chatid chat", "managed:     3: u1 u2 u4", "version:     2", "closed:      no"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("inspect project P1 (%v): want %q in\n%s", err, want, out)
+		}
+	}
+	if _, err := run(t, "inspect", "project", "P9"); err == nil || !strings.Contains(err.Error(), `no record for project_id "P9"`) {
+		t.Errorf("inspect project P9: %v, want no record", err)
+	}
 	if recs[2][7] != messages.ReasonNoGroup {
 		t.Errorf("an update of a project without a group: %q, want reason %s", recs[2], messages.ReasonNoGroup)
 	}

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
 
 	"provisioner/worker"
 )
@@ -20,10 +23,17 @@ func (c *InspectCommand) Run(ctx context.Context, args []string) error {
 	fs.SetOutput(c.main.Stderr)
 	fs.Usage = func() {
 		fmt.Fprint(c.main.Stderr, `Usage: provisioner inspect <subject> <event id>
+       provisioner inspect project <project_id>
+       provisioner inspect event <event_id>
 
-Prints the event's step record in words: how far it got, who holds it, the
-group, the join link, whether it may be a duplicate and why, its replays and
-its result. Reads NATS_URL, NATS_CREDS and KV_BUCKET.
+The first prints the event's step record in words: how far it got, who holds
+it, the group, the join link, whether it may be a duplicate and why, its
+replays and its result. Reads NATS_URL, NATS_CREDS and KV_BUCKET.
+
+The others print a project's (or scheduled event's) record: its group's ids
+and kind, owner, the members the provisioner manages, the version applied,
+its close and when the record expires (RETENTION after the close). Reads
+KV_PROJECT_BUCKET and RETENTION too.
 `)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -38,9 +48,37 @@ its result. Reads NATS_URL, NATS_CREDS and KV_BUCKET.
 		return err
 	}
 	defer done()
+	if family := fs.Arg(0); family == "project" || family == "event" {
+		return c.project(ctx, recs, family, fs.Arg(1))
+	}
 	lines, err := recs.Describe(ctx, fs.Arg(0), fs.Arg(1))
 	if errors.Is(err, worker.ErrNoRecord) {
 		return fmt.Errorf("provisioner: inspect: no step record for %s %q: no worker has taken it, it was invalid (see provisioner dlq list), or it is older than RETENTION", fs.Arg(0), fs.Arg(1))
+	}
+	if err != nil {
+		return fmt.Errorf("provisioner: %w", err)
+	}
+	for _, l := range lines {
+		fmt.Fprintln(c.main.Stdout, l)
+	}
+	return nil
+}
+
+// retentionEnv is the one worker setting inspect project needs beyond the
+// operators' environment.
+type retentionEnv struct {
+	Retention time.Duration `envconfig:"RETENTION" default:"720h"`
+}
+
+// project prints a project's record.
+func (c *InspectCommand) project(ctx context.Context, recs *worker.Records, family, refID string) error {
+	var env retentionEnv
+	if err := envconfig.Process("", &env); err != nil {
+		return usageError("provisioner: inspect: RETENTION: " + err.Error())
+	}
+	lines, err := recs.DescribeProject(ctx, family, refID, env.Retention)
+	if errors.Is(err, worker.ErrNoRecord) {
+		return fmt.Errorf("provisioner: inspect: no record for %s_id %q: no event of it was worked, or it was closed more than RETENTION ago", family, refID)
 	}
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -30,6 +32,9 @@ func (c *LoadCommand) Run(ctx context.Context, args []string) error {
 	results := fs.String("results", "group.*", "subject the results arrive on")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for results after this long")
 	prefix := fs.String("id-prefix", fmt.Sprintf("load-%d", time.Now().Unix()), "event ids are <prefix>-<n>")
+	projectPrefix := fs.String("project-prefix", "", "project ids are <prefix>-P<n>; default: P-<n>")
+	producerStream := fs.String("producer-stream", "", "NAME=subject,…: first create (or set the subjects of) a stream the producers own, as a "+
+		"platform team would; with -n 0, only that")
 	lifecycle := fs.Bool("lifecycle", false, "publish, for each of -n projects, a creation and three updates shuffled, then a close; "+
 		"then read every group back through DingTalk's API (with the worker's DINGTALK_* variables)")
 	fs.Usage = func() {
@@ -49,8 +54,8 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n < 1 || *members < 0 || *members > 999 {
-		return usageError("provisioner: load: -n must be at least 1 and -members between 0 and 999")
+	if *n < 0 || (*n == 0 && *producerStream == "") || *members < 0 || *members > 999 {
+		return usageError("provisioner: load: -n must be at least 1 (0 with -producer-stream) and -members between 0 and 999")
 	}
 	url := os.Getenv("NATS_URL")
 	if url == "" {
@@ -69,6 +74,14 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
+	if *producerStream != "" {
+		if err := ensureProducerStream(ctx, js, *producerStream, c.main.Stdout); err != nil {
+			return err
+		}
+		if *n == 0 {
+			return nil
+		}
+	}
 	arrived := make(chan *nats.Msg, 4096)
 	sub, err := nc.ChanSubscribe(*results, arrived)
 	if err != nil {
@@ -86,7 +99,11 @@ Flags:
 	}
 	memberJSON, _ := json.Marshal(ids)
 	for i := range *n {
-		body := fmt.Sprintf(`{"id":"%s-%d","project_id":"P-%d","name":"Load %d","owner":"%s-owner%d","members":%s}`, *prefix, i, i, i, *prefix, i, memberJSON)
+		ref := fmt.Sprintf("P-%d", i)
+		if *projectPrefix != "" {
+			ref = fmt.Sprintf("%s-P%d", *projectPrefix, i)
+		}
+		body := fmt.Sprintf(`{"id":"%s-%d","project_id":"%s","name":"Load %d","owner":"%s-owner%d","members":%s}`, *prefix, i, ref, i, *prefix, i, memberJSON)
 		if _, err := js.PublishAsync(*subject, []byte(body)); err != nil {
 			return fmt.Errorf("provisioner: publishing: %w", err)
 		}
@@ -167,4 +184,29 @@ func (t *tally) add(m *nats.Msg, prefix string) bool {
 
 func (t *tally) detail() string {
 	return fmt.Sprintf("(%d failed, %d flagged possible_duplicate)", t.failed, t.duplicate)
+}
+
+// ensureProducerStream creates the stream spec names (NAME=subject,…), or
+// sets its subjects to those: a producer's own stream, for load tests of
+// a worker that consumes from it.
+func ensureProducerStream(ctx context.Context, js jetstream.JetStream, spec string, out io.Writer) error {
+	name, list, ok := strings.Cut(spec, "=")
+	if !ok || name == "" || list == "" {
+		return usageError(fmt.Sprintf("provisioner: load: -producer-stream %q: want NAME=subject,…", spec))
+	}
+	subjects := strings.Split(list, ",")
+	s, err := js.Stream(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: subjects, Storage: jetstream.FileStorage})
+	case err == nil:
+		cfg := s.CachedInfo().Config
+		cfg.Subjects = subjects
+		_, err = js.UpdateStream(ctx, cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("provisioner: load: the producers' stream %s: %w", name, err)
+	}
+	fmt.Fprintf(out, "the producers' stream %s captures %s\n", name, strings.Join(subjects, ", "))
+	return nil
 }
