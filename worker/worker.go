@@ -8,8 +8,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,7 +56,7 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 		return nil, err
 	}
 	keeper, err := budget.Open(ctx, js, budget.Options{
-		Bucket: cfg.BudgetBucket, Consumer: cfg.Consumer, Subject: slices.Sorted(maps.Keys(cfg.Subjects))[0],
+		Bucket: cfg.BudgetBucket, Consumer: cfg.Consumer, Subject: in.captured[0], // a subject the consumer's stream captures
 		MonthlyQuota: cfg.MonthlyQuota, Storage: cfg.Storage, Replicas: cfg.Replicas, Log: log, Now: cfg.Now,
 	})
 	if err != nil {
@@ -71,11 +69,14 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 		log.Warn().Int("contract", in.newer).Int("ours", messages.Contract).
 			Msg("a newer release configured the consumer: it is left as it is, and events of kinds this release does not know are handed back for a newer worker")
 	}
-	built, err := w.migrate(ctx)
-	if err != nil {
-		return nil, err
+	// A failed migration must not stop a deployment at start: it is tried
+	// again every CheckInterval, from where the last pass that ended got to.
+	if built, err := w.migrate(ctx); err != nil {
+		log.Warn().Err(err).Int("projects", built).Dur("retry_in", cfg.CheckInterval).
+			Msg("building project records from step records of releases before project records; trying again")
+	} else {
+		log.Info().Int("projects", built).Msg("project records built from step records of releases before project records")
 	}
-	log.Info().Int("projects", built).Msg("project records built from step records of releases before project records")
 	return w, nil
 }
 
