@@ -110,7 +110,9 @@ func BenchmarkProjectRecords(b *testing.B) {
 			{"project.updated", func(i int) map[string]any {
 				return map[string]any{"id": fmt.Sprintf("u%d", i), "project_id": fmt.Sprintf("P-%d", i), "name": fmt.Sprintf("Renamed %d", i), "members": []string{"a", "b", "d"}}
 			}},
-			{"project.closed", func(i int) map[string]any { return map[string]any{"id": fmt.Sprintf("c%d", i), "project_id": fmt.Sprintf("P-%d", i)} }},
+			{"project.closed", func(i int) map[string]any {
+				return map[string]any{"id": fmt.Sprintf("c%d", i), "project_id": fmt.Sprintf("P-%d", i)}
+			}},
 		}
 		var created uint64
 		for p, ph := range phases {
