@@ -122,7 +122,8 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 		if err != nil {
 			return nil, fmt.Errorf("projects: encoding %s: %w", key, err)
 		}
-		if rev == 0 {
+		found := rev != 0
+		if !found {
 			rev, err = s.kv.Create(ctx, key, data)
 		} else {
 			rev, err = s.kv.Update(ctx, key, data, rev)
@@ -133,7 +134,7 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 		if err != nil {
 			return nil, fmt.Errorf("projects: locking %s: %w", key, err)
 		}
-		return &Lock{s: s, key: key, rev: rev, rec: rec}, nil
+		return &Lock{s: s, key: key, rev: rev, rec: rec, found: found}, nil
 	}
 	return nil, &HeldError{Event: "(contended)", For: time.Second}
 }
@@ -142,14 +143,19 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 // on the revision it last saw, so a holder that lost the project can never
 // overwrite its successor. Safe for concurrent use (a heartbeat renews it).
 type Lock struct {
-	s   *Store
-	key string
+	s     *Store
+	key   string
+	found bool // the project had a record before this lock
 
 	mu   sync.Mutex
 	rev  uint64 // guarded by mu
 	rec  Record // guarded by mu
 	lost bool   // guarded by mu
 }
+
+// Found says whether the project had a record before this lock took it:
+// false when the lock made the project's first record.
+func (l *Lock) Found() bool { return l.found }
 
 // Record returns a copy of the record as this holder last wrote it.
 func (l *Lock) Record() Record {

@@ -52,7 +52,7 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 	if ev.Kind.Op() == messages.OpCreate {
 		fresh = creator
 	}
-	lock, err := w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, j.held().snapshot().Holder, fresh)
+	lock, err := w.lockProject(ctx, j, fresh)
 	var busy *projects.HeldError
 	var newer *projects.NewerError
 	switch {
@@ -109,6 +109,27 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 		return w.closeGroup(ctx, stopping, j, rec)
 	}
 	return w.change(ctx, stopping, j, rec)
+}
+
+// lockProject takes the event's project. An update or close of a project
+// with no record may be of a group an older release (before project
+// records) made since the last migration pass: that pass is run first, and
+// the project looked up again, so that the group is found rather than
+// answered no_group (or made twice).
+func (w *Worker) lockProject(ctx context.Context, j *job, fresh func(*projects.Record)) (*projects.Lock, error) {
+	ev, holder := j.ev, j.held().snapshot().Holder
+	lock, err := w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, holder, fresh)
+	if err != nil || lock.Found() || ev.Kind.Op() == messages.OpCreate {
+		return lock, err
+	}
+	seen := w.migrateGen.Load()
+	if err := lock.Unlock(ctx, nil); err != nil { // the empty record it made is deleted
+		return nil, err
+	}
+	if err := w.migratePass(ctx, &seen); err != nil {
+		return nil, err
+	}
+	return w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, holder, nil)
 }
 
 // projectWait is how long an event waits for its project's lock: soon,

@@ -84,6 +84,25 @@ func (w *Worker) migrate(ctx context.Context) (int, error) {
 	return built, nil
 }
 
+// migratePass runs one migration pass, one at a time in this worker. With
+// seen set, it runs only if no pass began after the caller saw generation
+// seen (migrateGen): the events that miss their project all at once (a
+// burst of updates arriving before their creations) share one pass. The
+// mutex is held during the pass, so that those waiting see its outcome.
+func (w *Worker) migratePass(ctx context.Context, seen *uint64) error {
+	w.migrateMu.Lock()
+	defer w.migrateMu.Unlock()
+	if seen != nil && w.migrateGen.Load() > *seen {
+		return nil
+	}
+	w.migrateGen.Add(1)
+	n, err := w.migrate(ctx)
+	if n > 0 {
+		w.log.Info().Int("projects", n).Msg("project records built from step records an older release wrote")
+	}
+	return err
+}
+
 // migrateOne builds the project record one step record stands for, if it
 // is a finished creation whose project has no record; it reports whether
 // it built one.

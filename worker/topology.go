@@ -169,29 +169,22 @@ func ensureInputs(ctx context.Context, e *streams.Ensurer, c Config) (capture, e
 // subjects this one does not know; removing them would refuse the newer
 // producers' events.
 func keepSubjects(ctx context.Context, e *streams.Ensurer, name string, want []string) ([]string, error) {
-	var have []string
+	have, err := streamSubjects(ctx, e, name)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Compact(slices.Sorted(slices.Values(slices.Concat(have, want)))), nil
+}
+
+// streamSubjects reads a stream's configured subjects; none when there is
+// no such stream.
+func streamSubjects(ctx context.Context, e *streams.Ensurer, name string) ([]string, error) {
+	var subjects []string
 	err := e.Retry(ctx, fmt.Sprintf("stream %q", name), func(ctx context.Context) error {
 		s, err := e.JS.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		have = s.CachedInfo().Config.Subjects
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	return slices.Compact(slices.Sorted(slices.Values(slices.Concat(have, want)))), nil
-}
-
-// streamSubjects reads a stream's configured subjects.
-func streamSubjects(ctx context.Context, e *streams.Ensurer, name string) ([]string, error) {
-	var subjects []string
-	err := e.Retry(ctx, fmt.Sprintf("stream %q", name), func(ctx context.Context) error {
-		s, err := e.JS.Stream(ctx, name)
 		if err != nil {
 			return err
 		}

@@ -327,3 +327,38 @@ func TestUpgradeWhenTheOriginalEventsAreGone(t *testing.T) {
 		t.Errorf("%d groups created, want 0", st.GroupsCreated)
 	}
 }
+
+// TestAnUpdateFindsAGroupAnOlderWorkerJustMade: during a rolling upgrade a
+// worker of the release before project records creates a group after this
+// release's last migration pass; an update of that project at once (long
+// before the next pass) still finds it, through a pass of its own.
+func TestAnUpdateFindsAGroupAnOlderWorkerJustMade(t *testing.T) {
+	e := newEnv(t, sim.Config{})
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.CheckInterval = time.Hour
+	e.start(cfg, nil)
+	e.sim.Restore(sim.Group{ChatID: "chatlate", OpenConversationID: "cidlate", Name: "Late", Owner: "o", Members: []string{"o", "a", "b"}, Settings: map[string]int{}})
+	// The step record as release 91a7469 writes it once the group is provisioned.
+	result, _ := json.Marshal(messages.Provisioned{ID: messages.Key("project.created", "late-1"), SourceSubject: "project.created", SourceID: "late-1",
+		ProjectID: "P-late", ChatID: "chatlate", OpenConversationID: "cidlate", Name: "Late", Owner: "o", MemberCount: 3, Attempts: 2})
+	step, _ := json.Marshal(map[string]any{"schema": 2, "step": "done", "subject": "project.created", "event_id": "late-1", "holder": "old/1",
+		"lease_until": time.Now(), "stream_seq": 0, "first_attempt_at": time.Now(), "attempts": 2, "chatid": "chatlate",
+		"open_conversation_id": "cidlate", "added": 3, "invite_url": "https://qr.dingtalk.com/x", "result_subject": "group.provisioned",
+		"result": json.RawMessage(result)})
+	kv, err := e.js.KeyValue(ctx, "provisioner_state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, messages.Key("project.created", "late-1"), step); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("project.updated", map[string]any{"id": "late-u", "project_id": "P-late", "name": "Later", "members": []string{"a", "c"}})
+	r := e.results(1)[0]
+	if r.Subject != "group.updated" || r.ChatID != "chatlate" {
+		t.Fatalf("update: %s, want group.updated of chatlate", r.Raw)
+	}
+	if g, _ := e.sim.Group("chatlate"); g.Name != "Later" || !slices.Contains(g.Members, "c") || e.sim.Stats().GroupsCreated != 0 {
+		t.Errorf("group %+v, %d groups created: want it renamed with c added, and no new group", g, e.sim.Stats().GroupsCreated)
+	}
+}

@@ -60,10 +60,8 @@ func (w *Worker) upkeep(ctx context.Context) {
 		if err := w.recheckInputs(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn().Err(err).Msg("re-checking the input subjects; trying again later")
 		}
-		if n, err := w.migrate(ctx); err != nil && ctx.Err() == nil {
+		if err := w.migratePass(ctx, nil); err != nil && ctx.Err() == nil {
 			w.log.Warn().Err(err).Msg("building project records from step records; trying again later")
-		} else if n > 0 {
-			w.log.Info().Int("projects", n).Msg("project records built from step records an older release wrote")
 		}
 		if w.cfg.Now().Sub(lastExpiry) >= w.cfg.ExpireInterval {
 			lastExpiry = w.cfg.Now()

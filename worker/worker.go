@@ -39,6 +39,9 @@ type Worker struct {
 
 	capMu   sync.Mutex
 	capture capture // guarded by capMu: how the input subjects are captured now
+
+	migrateMu  sync.Mutex    // one migration pass at a time
+	migrateGen atomic.Uint64 // migration passes begun
 }
 
 // New checks cfg, then finds or creates the streams, the consumer and the
@@ -71,7 +74,8 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	}
 	// A failed migration must not stop a deployment at start: it is tried
 	// again every CheckInterval, from where the last pass that ended got to.
-	if built, err := w.migrate(ctx); err != nil {
+	built, err := w.migrate(ctx)
+	if err != nil {
 		log.Warn().Err(err).Int("projects", built).Dur("retry_in", cfg.CheckInterval).
 			Msg("building project records from step records of releases before project records; trying again")
 	} else {
