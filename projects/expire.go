@@ -2,11 +2,12 @@ package projects
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/internal/kvread"
 )
 
 // Stored is one project record as the bucket holds it.
@@ -22,43 +23,24 @@ type Stored struct {
 // read (or that a newer release wrote) is skipped: Scan is for sweeping and
 // searching, never for changing a record it does not understand.
 func (s *Store) Scan(ctx context.Context, fn func(Stored) error) error {
-	return s.scan(ctx, true, func(e jetstream.KeyValueEntry) error {
-		rec, err := decode(e.Key(), e.Value())
+	return s.scan(ctx, func(e kvread.Entry) error {
+		if e.Deleted {
+			return nil
+		}
+		rec, err := decode(e.Key, e.Value)
 		if err != nil {
 			return nil
 		}
-		return fn(Stored{Key: e.Key(), Revision: e.Revision(), Written: e.Created(), Record: rec})
+		return fn(Stored{Key: e.Key, Revision: e.Revision, Written: e.Created, Record: rec})
 	})
 }
 
-// scan calls fn with every project key's last entry (deletions too unless
-// ignoreDeletes), as they stood when it began.
-func (s *Store) scan(ctx context.Context, ignoreDeletes bool, fn func(jetstream.KeyValueEntry) error) error {
-	var opts []jetstream.WatchOpt
-	if ignoreDeletes {
-		opts = append(opts, jetstream.IgnoreDeletes())
-	}
-	w, err := s.kv.WatchFiltered(ctx, []string{"project.>", "event.>"}, opts...)
-	if err != nil {
+// scan calls fn with every project key's last entry, deletions included.
+func (s *Store) scan(ctx context.Context, fn func(kvread.Entry) error) error {
+	if err := kvread.Read(ctx, s.js, s.kv.Bucket(), 0, []string{"project.>", "event.>"}, fn); err != nil {
 		return fmt.Errorf("projects: scanning the records: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("projects: scanning the records: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("projects: scanning the records: the watch closed")
-			}
-			if e == nil { // every record as it stood when the scan began
-				return nil
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-	}
+	return nil
 }
 
 // Expire forgets every closed project whose close is more than retention
@@ -68,21 +50,21 @@ func (s *Store) scan(ctx context.Context, ignoreDeletes bool, fn func(jetstream.
 // read: if anything wrote the record since, that write survives. A purge
 // leaves no marker behind, so the bucket shrinks by the whole record, and
 // it needs nothing of the bucket's configuration or of the server's version.
-func (s *Store) Expire(ctx context.Context, stream jetstream.Stream, retention time.Duration) (int, error) {
+func (s *Store) Expire(ctx context.Context, retention time.Duration) (int, error) {
 	now := s.now()
 	var due []Stored
-	var markers []jetstream.KeyValueEntry // what deleting an empty record left (see Lock.Unlock)
-	err := s.scan(ctx, false, func(e jetstream.KeyValueEntry) error {
-		if e.Operation() != jetstream.KeyValuePut {
+	var markers []kvread.Entry // what deleting an empty record left (see Lock.Unlock)
+	err := s.scan(ctx, func(e kvread.Entry) error {
+		if e.Deleted {
 			markers = append(markers, e)
 			return nil
 		}
-		rec, err := decode(e.Key(), e.Value())
+		rec, err := decode(e.Key, e.Value)
 		if err != nil {
 			return nil
 		}
 		if at := rec.ExpiresAt(retention); !at.IsZero() && !at.After(now) && !rec.LeaseUntil.After(now) {
-			due = append(due, Stored{Key: e.Key(), Revision: e.Revision(), Written: e.Created(), Record: rec})
+			due = append(due, Stored{Key: e.Key, Revision: e.Revision, Written: e.Created, Record: rec})
 		}
 		return nil
 	})
@@ -90,6 +72,10 @@ func (s *Store) Expire(ctx context.Context, stream jetstream.Stream, retention t
 		return 0, err
 	}
 	bucket := s.kv.Bucket()
+	stream, err := s.js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return 0, fmt.Errorf("projects: the records' stream: %w", err)
+	}
 	n := 0
 	for _, st := range due {
 		subjects := []string{"$KV." + bucket + "." + st.Key}
@@ -112,9 +98,9 @@ func (s *Store) Expire(ctx context.Context, stream jetstream.Stream, retention t
 		n++
 	}
 	for _, m := range markers {
-		err := stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+"."+m.Key()), jetstream.WithPurgeSequence(m.Revision()+1))
+		err := stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+"."+m.Key), jetstream.WithPurgeSequence(m.Revision+1))
 		if err != nil {
-			return n, fmt.Errorf("projects: removing the deletion marker of %s: %w", m.Key(), err)
+			return n, fmt.Errorf("projects: removing the deletion marker of %s: %w", m.Key, err)
 		}
 	}
 	return n, nil

@@ -15,14 +15,16 @@ import (
 // Store reads and locks project records in a KV bucket. Safe for
 // concurrent use.
 type Store struct {
+	js    jetstream.JetStream // for reading the bucket whole and purging from it
 	kv    jetstream.KeyValue
 	lease time.Duration
 	now   func() time.Time
 }
 
-// NewStore returns a store over kv whose locks last lease unless renewed.
-func NewStore(kv jetstream.KeyValue, lease time.Duration, now func() time.Time) *Store {
-	return &Store{kv: kv, lease: lease, now: now}
+// NewStore returns a store over the bucket kv (on js) whose locks last
+// lease unless renewed.
+func NewStore(js jetstream.JetStream, kv jetstream.KeyValue, lease time.Duration, now func() time.Time) *Store {
+	return &Store{js: js, kv: kv, lease: lease, now: now}
 }
 
 // HeldError means another live delivery holds the project: try again later.

@@ -21,7 +21,7 @@ func newStore(t *testing.T, now func() time.Time) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewStore(kv, 10*time.Second, now)
+	return NewStore(js, kv, 10*time.Second, now)
 }
 
 func TestLock(t *testing.T) {

@@ -22,11 +22,7 @@ func (w *Worker) expire(ctx context.Context) {
 // Config.Retention old, and returns how many. Workers do it on their own
 // every Config.ExpireInterval.
 func (w *Worker) Expire(ctx context.Context) (int, error) {
-	s, err := w.js.Stream(ctx, "KV_"+w.cfg.ProjectBucket)
-	if err != nil {
-		return 0, fmt.Errorf("worker: the project records' stream: %w", err)
-	}
-	n, err := w.proj.Expire(ctx, s, w.cfg.Retention)
+	n, err := w.proj.Expire(ctx, w.cfg.Retention)
 	if err != nil {
 		return n, fmt.Errorf("worker: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"provisioner/internal/kvread"
 	"provisioner/messages"
 	"provisioner/projects"
 )
@@ -38,39 +39,24 @@ func (w *Worker) migrate(ctx context.Context) (int, error) {
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, fmt.Errorf("worker: reading the migration mark: %w", err)
 	}
-	opts := []jetstream.WatchOpt{jetstream.IgnoreDeletes()}
-	if mark.Seq > 0 {
-		opts = append(opts, jetstream.ResumeFromRevision(mark.Seq+1))
-	}
-	watch, err := w.topo.kv.WatchAll(ctx, opts...)
-	if err != nil {
-		return 0, fmt.Errorf("worker: reading step records: %w", err)
-	}
-	defer func() { _ = watch.Stop() }()
 	events, err := w.js.Stream(ctx, w.topo.eventsStream)
 	if err != nil {
 		return 0, fmt.Errorf("worker: reading stream %q: %w", w.topo.eventsStream, err)
 	}
 	built, last := 0, mark.Seq
-	for done := false; !done; {
-		var e jetstream.KeyValueEntry
-		select {
-		case <-ctx.Done():
-			return built, ctx.Err()
-		case e = <-watch.Updates():
+	err = kvread.Read(ctx, w.js, w.cfg.Bucket, mark.Seq+1, nil, func(e kvread.Entry) error {
+		last = max(last, e.Revision)
+		if e.Deleted {
+			return nil
 		}
-		if e == nil {
-			done = true
-			continue
-		}
-		last = max(last, e.Revision())
-		ok, err := w.migrateOne(ctx, events, e.Value())
-		if err != nil {
-			return built, err
-		}
+		ok, err := w.migrateOne(ctx, events, e.Value)
 		if ok {
 			built++
 		}
+		return err
+	})
+	if err != nil {
+		return built, fmt.Errorf("worker: reading step records: %w", err)
 	}
 	if last > mark.Seq {
 		data, err := json.Marshal(migrationMark{Seq: last, At: w.cfg.Now().UTC()})

@@ -66,7 +66,7 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	w := &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, halt: newHalt(), log: log,
-		proj: projects.NewStore(topo.projects, cfg.AckWait, cfg.Now), capture: in}
+		proj: projects.NewStore(js, topo.projects, cfg.AckWait, cfg.Now), capture: in}
 	w.warnUncaptured(in)
 	if in.newer > 0 {
 		log.Warn().Int("contract", in.newer).Int("ours", messages.Contract).
@@ -74,7 +74,9 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	}
 	// A failed migration must not stop a deployment at start: it is tried
 	// again every CheckInterval, from where the last pass that ended got to.
-	built, err := w.migrate(ctx)
+	mctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	built, err := w.migrate(mctx)
+	cancel()
 	if err != nil {
 		log.Warn().Err(err).Int("projects", built).Dur("retry_in", cfg.CheckInterval).
 			Msg("building project records from step records of releases before project records; trying again")
