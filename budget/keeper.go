@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"provisioner/internal/kvlease"
 	"provisioner/streams"
 )
 
@@ -129,51 +130,53 @@ const (
 // the quota leaves, and says how many it added (0: the quota is reached).
 func (k *Keeper) reserve(ctx context.Context, month string) (int, error) {
 	key := "calls." + month
-	for range 20 {
-		n, rev, err := k.count(ctx, key)
-		if err != nil {
-			return 0, err
+	var take, total int
+	_, err := kvlease.Swap(ctx, k.kv, key, 20, nil, func(cur []byte) ([]byte, error) {
+		n := 0
+		if cur != nil {
+			var err error
+			if n, err = parseCount(cur); err != nil {
+				return nil, err
+			}
 		}
-		take := reserveBlock
+		take = reserveBlock
 		if q := k.opts.MonthlyQuota; q > 0 {
 			take = max(0, min(take, q-n))
 		}
 		if take == 0 {
-			return 0, nil
+			return nil, nil
 		}
-		data := []byte(fmt.Sprint(n + take))
-		if rev == 0 {
-			_, err = k.kv.Create(ctx, key, data)
-		} else {
-			_, err = k.kv.Update(ctx, key, data, rev)
-		}
-		switch {
-		case err == nil:
-			k.warn(month, n+take)
-			return take, nil
-		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-			continue // another worker counted first
-		default:
-			return 0, fmt.Errorf("budget: counting calls: %w", err)
-		}
+		total = n + take
+		return []byte(fmt.Sprint(total)), nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("budget: counting calls: %w", err)
 	}
-	return 0, errors.New("budget: counting calls: too many workers counting at once")
+	if take > 0 {
+		k.warn(month, total)
+	}
+	return take, nil
 }
 
-// count reads a month's count and its revision (0: no key yet).
-func (k *Keeper) count(ctx context.Context, key string) (int, uint64, error) {
+// count reads a month's count (0 when there is none yet).
+func (k *Keeper) count(ctx context.Context, key string) (int, error) {
 	e, err := k.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, 0, nil
+		return 0, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("budget: reading the month's count: %w", err)
+		return 0, fmt.Errorf("budget: reading the month's count: %w", err)
 	}
+	return parseCount(e.Value())
+}
+
+// parseCount reads a stored count.
+func parseCount(data []byte) (int, error) {
 	var n int
-	if _, err := fmt.Sscan(string(e.Value()), &n); err != nil {
-		return 0, 0, fmt.Errorf("budget: the month's count %q is unreadable: %w", e.Value(), err)
+	if _, err := fmt.Sscan(string(data), &n); err != nil {
+		return 0, fmt.Errorf("budget: the month's count %q is unreadable: %w", data, err)
 	}
-	return n, e.Revision(), nil
+	return n, nil
 }
 
 // warn logs once per month per process when the count passes 80% of the
@@ -273,7 +276,7 @@ type Status struct {
 // Status reads the month's count and the pause.
 func (k *Keeper) Status(ctx context.Context) (Status, error) {
 	month := Month(k.opts.Now())
-	n, _, err := k.count(ctx, "calls."+month)
+	n, err := k.count(ctx, "calls."+month)
 	if err != nil {
 		return Status{}, err
 	}

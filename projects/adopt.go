@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"provisioner/dingtalk"
+	"provisioner/messages"
 )
 
 // TakenError means a group an update asks to adopt is already the group of
@@ -106,10 +107,12 @@ func (s *Store) ReserveAdoption(ctx context.Context, key, refID string, ids ...s
 	return nil
 }
 
-// Adopt records an existing group, as DingTalk shows it, as the project's:
-// the members it holds that w lists count as managed (the provisioner
-// removes them when a later update drops them); the others are left alone.
-func (r *Record) Adopt(g dingtalk.Group, st *dingtalk.GroupState, w Want, kind string) {
+// Adopt records an existing group, as DingTalk shows it, as the project's,
+// for the update ev that names it: the members it holds that the update
+// lists (with the owner) count as managed (the provisioner removes them when
+// a later update drops them); the others are left alone.
+func (r *Record) Adopt(g dingtalk.Group, st *dingtalk.GroupState, ev *messages.Event, nameRunes int, kind string) {
+	w := Wanted(&Record{Name: st.Name, Owner: st.Owner}, ev, nameRunes)
 	r.Kind, r.ChatID, r.OpenConversationID = kind, g.ChatID, g.OpenConversationID
 	r.Name, r.Owner = st.Name, st.Owner
 	r.Managed = nil

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/internal/kvlease"
 )
 
 // Store reads and locks project records in a KV bucket. Safe for
@@ -86,23 +88,43 @@ func (s *Store) newRecord(key, refID string) Record {
 // (refID) if there is none, or the existing one if no other live delivery
 // holds it. A lease that ran out means its holder died, perhaps with a
 // change on the wire: the record is marked Unsure. Errors: *HeldError when
-// another event holds it.
+// another event holds it; *kvlease.ContendedError when other writers kept
+// coming between the read and the write.
 //
 // When fresh is set, the project is expected to be new (a creation): the
 // record fresh shapes is created at once, one round trip, and read only if
 // one exists already.
 func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fresh func(*Record)) (*Lock, error) {
-	for range 5 {
-		var rec Record
-		var rev uint64
+	take := func(rec *Record) ([]byte, error) {
+		rec.Holder, rec.HolderEvent, rec.LeaseUntil = holder, event, s.now().Add(s.lease)
+		if rec.Schema < Schema && rec.UUID == "" && !rec.HasGroup() && !rec.Creating() {
+			rec.UUID = s.newRecord(key, refID).UUID
+		}
+		rec.Schema = Schema
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return nil, fmt.Errorf("projects: encoding %s: %w", key, err)
+		}
+		return data, nil
+	}
+	var rec Record
+	var blind []byte
+	if fresh != nil {
+		rec = s.newRecord(key, refID)
+		fresh(&rec)
 		var err error
-		if fresh != nil {
+		if blind, err = take(&rec); err != nil {
+			return nil, err
+		}
+	}
+	found := false
+	rev, err := kvlease.Swap(ctx, s.kv, key, 5, blind, func(cur []byte) ([]byte, error) {
+		if found = cur != nil; !found {
 			rec = s.newRecord(key, refID)
-			fresh(&rec)
-			fresh = nil
-		} else if rec, rev, err = s.get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
-			rec = s.newRecord(key, refID)
-		} else if err != nil {
+			return take(&rec)
+		}
+		var err error
+		if rec, err = decode(key, cur); err != nil {
 			return nil, err
 		}
 		if rec.Holder != "" {
@@ -115,44 +137,23 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 				rec.Unsure = true
 			}
 		}
-		rec.Holder, rec.HolderEvent, rec.LeaseUntil = holder, event, s.now().Add(s.lease)
-		if rec.Schema < Schema && rec.UUID == "" && !rec.HasGroup() && !rec.Creating() {
-			rec.UUID = s.newRecord(key, refID).UUID
-		}
-		rec.Schema = Schema
-		data, err := json.Marshal(rec)
-		if err != nil {
-			return nil, fmt.Errorf("projects: encoding %s: %w", key, err)
-		}
-		found := rev != 0
-		if !found {
-			rev, err = s.kv.Create(ctx, key, data)
-		} else {
-			rev, err = s.kv.Update(ctx, key, data, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue // someone wrote between the read and the write: look again
-		}
-		if err != nil {
-			return nil, fmt.Errorf("projects: locking %s: %w", key, err)
-		}
-		return &Lock{s: s, key: key, rev: rev, rec: rec, found: found}, nil
+		return take(&rec)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, &HeldError{Event: "(contended)", For: time.Second}
+	return &Lock{s: s, found: found, l: kvlease.Hold(s.kv, key, rev, rec, encode)}, nil
 }
 
-// Lock is one delivery's hold on a project. Every write is a compare-and-set
-// on the revision it last saw, so a holder that lost the project can never
-// overwrite its successor. Safe for concurrent use (a heartbeat renews it).
+func encode(r Record) ([]byte, error) { return json.Marshal(r) }
+
+// Lock is one delivery's hold on a project: a lease whose every write
+// renews the record's own LeaseUntil. Safe for concurrent use (a heartbeat
+// renews it).
 type Lock struct {
 	s     *Store
-	key   string
 	found bool // the project had a record before this lock
-
-	mu   sync.Mutex
-	rev  uint64 // guarded by mu
-	rec  Record // guarded by mu
-	lost bool   // guarded by mu
+	l     *kvlease.Lease[Record]
 }
 
 // Found says whether the project had a record before this lock took it:
@@ -160,63 +161,45 @@ type Lock struct {
 func (l *Lock) Found() bool { return l.found }
 
 // Record returns a copy of the record as this holder last wrote it.
-func (l *Lock) Record() Record {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.rec
-}
+func (l *Lock) Record() Record { return l.l.Value() }
 
 // Update applies fn to the record, renews the lease and writes it.
 func (l *Lock) Update(ctx context.Context, fn func(*Record)) error {
 	return l.write(ctx, fn, false)
 }
 
-// Unlock applies fn to the record and writes it with the lease let go.
+// Unlock applies fn to the record and writes it with the lease let go. A
+// record left holding nothing (an update of a project without a group, a
+// creation that made nothing) is deleted: kept, it would never expire.
 func (l *Lock) Unlock(ctx context.Context, fn func(*Record)) error {
 	return l.write(ctx, fn, true)
 }
 
 func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lost {
-		return ErrLockLost
+	change := func(r *Record) {
+		r.Listed, r.Managed = slices.Clone(r.Listed), slices.Clone(r.Managed)
+		if fn != nil {
+			fn(r)
+		}
+		r.LeaseUntil = l.s.now().Add(l.s.lease)
+		if unlock {
+			r.Holder, r.HolderEvent, r.LeaseUntil = "", "", time.Time{}
+		}
 	}
-	next := l.rec
-	next.Listed, next.Managed = append([]string(nil), next.Listed...), append([]string(nil), next.Managed...)
-	if fn != nil {
-		fn(&next)
-	}
-	next.LeaseUntil = l.s.now().Add(l.s.lease)
 	if unlock {
-		next.Holder, next.HolderEvent, next.LeaseUntil = "", "", time.Time{}
-	}
-	if unlock && next.empty() {
-		// Nothing to keep (an update of a project without a group, a
-		// creation that made nothing): a record kept would never expire.
-		err := l.s.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-			l.lost = true
-			return ErrLockLost
+		next := l.l.Value()
+		if change(&next); next.empty() {
+			l.l.Amend(func(r *Record) { *r = next })
+			return lockErr(l.l.Delete(ctx))
 		}
-		if err != nil {
-			return fmt.Errorf("projects: deleting %s: %w", l.key, err)
-		}
-		l.lost, l.rec = true, next // deleted: no further write from this holder
-		return nil
 	}
-	data, err := json.Marshal(next)
-	if err != nil {
-		return fmt.Errorf("projects: encoding %s: %w", l.key, err)
-	}
-	rev, err := l.s.kv.Update(ctx, l.key, data, l.rev)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		l.lost = true
+	return lockErr(l.l.Update(ctx, change))
+}
+
+// lockErr names a lost lease for what it is here.
+func lockErr(err error) error {
+	if errors.Is(err, kvlease.ErrLost) {
 		return ErrLockLost
 	}
-	if err != nil {
-		return fmt.Errorf("projects: writing %s: %w", l.key, err)
-	}
-	l.rev, l.rec = rev, next
-	return nil
+	return err
 }

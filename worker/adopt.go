@@ -47,7 +47,7 @@ func (w *Worker) adopt(ctx context.Context, stopping <-chan struct{}, j *job, re
 		return &failure{reason: messages.ReasonGroupClosed, message: fmt.Sprintf("the group %s to adopt was dissolved in DingTalk", adoptID(ev.Adopt))}
 	}
 	st := rec
-	st.Adopt(g, gs, projects.Wanted(&projects.Record{Name: gs.Name, Owner: gs.Owner}, ev, lim.NameRunes), w.kind())
+	st.Adopt(g, gs, ev, lim.NameRunes, w.kind())
 	j.projectHold().state = &st
 	j.log.Info().Str("event_id", j.eventID).Str("chatid", g.ChatID).Str("open_conversation_id", g.OpenConversationID).
 		Int("members_found", len(gs.Members)).Int("managed", len(st.Managed)).Msg("adopting an existing group")

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"provisioner/internal/kvlease"
 )
 
 // step is how far an event has got. Each is recorded before moving on.
@@ -88,162 +89,123 @@ func (r *record) unanswered(why string) {
 // errClaimLost means another delivery took the record over: stop, do nothing more.
 var errClaimLost = errors.New("worker: step record taken over by another delivery")
 
-// claim is one delivery's hold on an event's record. Every write is a
-// compare-and-set on the revision it last saw, so a holder that lost the
-// record can never overwrite the new holder's steps. Safe for concurrent use
-// (the heartbeat renews the lease while steps run).
+// claim is one delivery's hold on an event's record: a lease whose every
+// write renews the record's own LeaseUntil. Safe for concurrent use (the
+// heartbeat renews it while steps run).
 type claim struct {
-	kv    jetstream.KeyValue
-	key   string
+	l     *kvlease.Lease[record]
 	lease time.Duration
 	now   func() time.Time
-
-	mu   sync.Mutex
-	rev  uint64 // guarded by mu
-	rec  record // guarded by mu
-	lost bool   // guarded by mu
 }
 
 // snapshot returns a copy of the record.
-func (c *claim) snapshot() record {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rec
-}
+func (c *claim) snapshot() record { return c.l.Value() }
 
 // update applies fn to the record, renews the lease and writes it.
 func (c *claim) update(ctx context.Context, fn func(*record)) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	next := c.rec
-	fn(&next)
-	next.LeaseUntil = c.now().Add(c.lease)
-	return c.write(ctx, next)
+	return claimErr(c.l.Update(ctx, func(r *record) {
+		fn(r)
+		r.LeaseUntil = c.now().Add(c.lease)
+	}))
 }
+
+// renew writes the record unchanged but for its lease.
+func (c *claim) renew(ctx context.Context) error { return c.update(ctx, func(*record) {}) }
+
+func (c *claim) what() string { return "step record" }
 
 // release hands the event back so the next delivery need not wait out the
 // lease. With freshBudget, the event's retry budget starts again when it is
 // next taken (the wait was a pause, not the event's own trouble).
 func (c *claim) release(ctx context.Context, freshBudget bool) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	next := c.rec
-	next.LeaseUntil, next.Released = time.Time{}, true
-	if freshBudget {
-		next.FirstAttemptAt = time.Time{}
-	}
-	return c.write(ctx, next)
-}
-
-// write stores next with a compare-and-set; c.mu must be held.
-func (c *claim) write(ctx context.Context, next record) error {
-	if c.lost {
-		return errClaimLost
-	}
-	data, err := encodeJSON(next)
-	if err != nil {
-		return err
-	}
-	rev, err := c.kv.Update(ctx, c.key, data, c.rev)
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		c.lost = true
-		return errClaimLost
-	}
-	if err != nil {
-		// Keep what happened (a chatid, a batch added) so that a later
-		// release still records it. If this write did land after all, the
-		// revision moved and the release is refused, leaving the record right.
-		c.rec = next
-		return fmt.Errorf("worker: writing step %q: %w", next.Step, err)
-	}
-	c.rev, c.rec = rev, next
-	return nil
+	return claimErr(c.l.Update(ctx, func(r *record) {
+		r.LeaseUntil, r.Released = time.Time{}, true
+		if freshBudget {
+			r.FirstAttemptAt = time.Time{}
+		}
+	}))
 }
 
 // addAttempts counts DingTalk calls; they are written with the next step.
-func (c *claim) addAttempts(n int) {
-	c.mu.Lock()
-	c.rec.Attempts += n
-	c.mu.Unlock()
+func (c *claim) addAttempts(n int) { c.l.Amend(func(r *record) { r.Attempts += n }) }
+
+// claimErr names a lost lease for what it is here.
+func claimErr(err error) error {
+	if errors.Is(err, kvlease.ErrLost) {
+		return errClaimLost
+	}
+	return err
 }
+
+func encodeRecord(r record) ([]byte, error) { return encodeJSON(r) }
 
 // claimResult is what acquire found.
 type claimResult struct {
 	claim    *claim        // set when this delivery now holds the event
 	done     *record       // set when the event already has a result
-	newer    int           // set when a newer release wrote the record: its schema
 	heldFor  time.Duration // set when another live delivery holds it
+	newer    int           // set when a newer release wrote the record: its schema
 	tookOver bool          // this delivery took over an unfinished record
 }
 
 // acquire takes hold of key for one delivery: creates the record (first
 // writer wins), or takes over one whose holder's lease ran out.
 func acquire(ctx context.Context, kv jetstream.KeyValue, key string, fresh record, lease time.Duration, now func() time.Time) (claimResult, error) {
-	c := &claim{kv: kv, key: key, lease: lease, now: now}
 	fresh.Schema, fresh.Step = recordSchema, stepClaimed
 	fresh.LeaseUntil = now().Add(lease)
 	data, err := encodeJSON(fresh)
 	if err != nil {
 		return claimResult{}, err
 	}
-	for range 3 {
-		rev, err := kv.Create(ctx, key, data)
-		if err == nil {
-			c.rev, c.rec = rev, fresh
-			return claimResult{claim: c}, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return claimResult{}, fmt.Errorf("worker: creating step record: %w", err)
-		}
-		entry, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // expired or deleted between the two calls: create again
-		}
-		if err != nil {
-			return claimResult{}, fmt.Errorf("worker: reading step record: %w", err)
+	var res claimResult
+	held := fresh
+	rev, err := kvlease.Swap(ctx, kv, key, 3, data, func(cur []byte) ([]byte, error) {
+		res, held = claimResult{}, fresh
+		if cur == nil {
+			return data, nil // expired or deleted since: create again
 		}
 		var old record
-		if err := json.Unmarshal(entry.Value(), &old); err != nil {
-			return claimResult{}, fmt.Errorf("worker: step record %s is unreadable: %w", key, err)
+		if err := json.Unmarshal(cur, &old); err != nil {
+			return nil, fmt.Errorf("worker: step record %s is unreadable: %w", key, err)
 		}
-		if old.Schema > recordSchema {
-			return claimResult{newer: old.Schema}, nil // neither read further nor written: a newer worker's
-		}
-		if old.Step == stepDone {
-			return claimResult{done: &old}, nil
+		switch {
+		case old.Schema > recordSchema:
+			res.newer = old.Schema // neither read further nor written: a newer worker's
+			return nil, nil
+		case old.Step == stepDone:
+			res.done = &old
+			return nil, nil
 		}
 		if wait := old.LeaseUntil.Sub(now()); wait > 0 {
-			return claimResult{heldFor: wait}, nil
+			res.heldFor = wait
+			return nil, nil
 		}
-		// The holder is gone: take over where it stopped. If it died with a
-		// create on the wire, that create may have taken effect.
-		next := old
-		next.Holder, next.StreamSeq = fresh.Holder, fresh.StreamSeq
-		next.LeaseUntil = now().Add(lease)
-		switch {
-		case next.ChatID != "":
-		case old.CreateInFlight:
-			next.unanswered("the worker holding the event stopped while a create was on the wire")
-		case old.Schema < recordSchema && !old.Released:
-			next.unanswered("the worker holding the event stopped before recording a create it may have sent (a record from an older version)")
-		}
-		next.CreateInFlight, next.Released = false, false
-		if next.FirstAttemptAt.IsZero() {
-			next.FirstAttemptAt = fresh.FirstAttemptAt
-		}
-		upd, err := encodeJSON(next)
-		if err != nil {
-			return claimResult{}, err
-		}
-		rev, err = kv.Update(ctx, key, upd, entry.Revision())
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return claimResult{heldFor: lease}, nil // another delivery took over first
-		}
-		if err != nil {
-			return claimResult{}, fmt.Errorf("worker: taking over step record: %w", err)
-		}
-		c.rev, c.rec = rev, next
-		return claimResult{claim: c, tookOver: true}, nil
+		held, res.tookOver = takeOver(old, fresh, now().Add(lease)), true
+		return encodeJSON(held)
+	})
+	if err != nil || rev == 0 {
+		return res, err
 	}
-	return claimResult{}, fmt.Errorf("worker: step record %s keeps vanishing", key)
+	res.claim = &claim{l: kvlease.Hold(kv, key, rev, held, encodeRecord), lease: lease, now: now}
+	return res, nil
+}
+
+// takeOver is the record of a holder that is gone, as this delivery
+// (fresh) resumes it where it stopped. If it died with a create on the
+// wire, that create may have taken effect.
+func takeOver(old, fresh record, until time.Time) record {
+	next := old
+	next.Holder, next.StreamSeq, next.LeaseUntil = fresh.Holder, fresh.StreamSeq, until
+	switch {
+	case next.ChatID != "":
+	case old.CreateInFlight:
+		next.unanswered("the worker holding the event stopped while a create was on the wire")
+	case old.Schema < recordSchema && !old.Released:
+		next.unanswered("the worker holding the event stopped before recording a create it may have sent (a record from an older version)")
+	}
+	next.CreateInFlight, next.Released = false, false
+	if next.FirstAttemptAt.IsZero() {
+		next.FirstAttemptAt = fresh.FirstAttemptAt
+	}
+	return next
 }

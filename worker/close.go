@@ -45,13 +45,13 @@ func (w *Worker) closeGroup(ctx context.Context, stopping <-chan struct{}, j *jo
 					return err
 				}
 				j.held().addAttempts(1)
-				if st.Unsure = false; gs.Dissolved {
+				if st.Trust(); gs.Dissolved {
 					return nil
 				}
 			}
 			err := w.groups.Disband(ctx, grp)
 			if err != nil && dingtalk.Classify(err) == dingtalk.OutcomeUnknown {
-				st.Unsure = true
+				st.Doubt()
 			}
 			return err
 		})
@@ -63,8 +63,7 @@ func (w *Worker) closeGroup(ctx context.Context, stopping <-chan struct{}, j *jo
 		closure.Action = messages.ActionKept
 	}
 	closure.At = w.cfg.Now().UTC()
-	st.Closed, st.Unsure = &closure, false
-	st.Version, st.Seq = max(st.Version, ev.Version), max(st.Seq, j.seq)
+	st.Close(closure, ev.Version, j.seq)
 	return w.publishClosed(ctx, j, st)
 }
 

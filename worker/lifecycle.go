@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"provisioner/dingtalk"
+	"provisioner/internal/kvlease"
 	"provisioner/messages"
 	"provisioner/projects"
 )
@@ -19,6 +20,11 @@ type hold struct {
 	// (nil: as locked); a release writes it, so that what landed is kept.
 	state *projects.Record
 }
+
+// renew writes the project's record unchanged but for its lease.
+func (h *hold) renew(ctx context.Context) error { return h.lock.Update(ctx, nil) }
+
+func (h *hold) what() string { return "project record" }
 
 func (j *job) setHold(h *hold) {
 	j.mu.Lock()
@@ -46,7 +52,7 @@ func (w *Worker) kind() string {
 // and the project's record say.
 func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) error {
 	ev := j.ev
-	creator := func(r *projects.Record) { r.Creator, r.Kind = j.key, w.kind() }
+	creator := func(r *projects.Record) { r.BeginCreate(j.key, w.kind()) }
 	canCreate := ev.Kind.Op() == messages.OpCreate || (ev.Kind.Op() == messages.OpUpdate && ev.Complete())
 	var fresh func(*projects.Record) // a creation expects a new project: its record is created blind
 	if ev.Kind.Op() == messages.OpCreate {
@@ -55,9 +61,12 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 	lock, err := w.lockProject(ctx, j, fresh)
 	var busy *projects.HeldError
 	var newer *projects.NewerError
+	var contended *kvlease.ContendedError
 	switch {
 	case errors.As(err, &busy):
 		return &retryLater{delay: w.projectWait(busy.For), why: "held", reason: "another event of this project is being worked"}
+	case errors.As(err, &contended):
+		return &retryLater{delay: w.projectWait(time.Second), why: "held", reason: "other events of this project kept writing its record"}
 	case errors.As(err, &newer):
 		return handBackNewer(newer.Error())
 	}
@@ -101,7 +110,7 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 			return &failure{reason: messages.ReasonNoGroup, message: fmt.Sprintf(
 				"%s %q has no group, and this %s does not carry what creating one needs (name, owner and members)", ev.RefField(), ev.RefID, ev.Kind)}
 		}
-		if err := lock.Update(ctx, func(r *projects.Record) { creator(r); r.Unsure = false }); err != nil {
+		if err := lock.Update(ctx, creator); err != nil {
 			return err
 		}
 		return w.provision(ctx, stopping, j)
@@ -151,7 +160,7 @@ func (w *Worker) finish(ctx context.Context, j *job, subject string, data []byte
 		if next != nil {
 			*r = *next
 		}
-		r.LastEvent, r.LastSubject, r.LastResult = j.key, subject, data
+		r.Answer(j.key, subject, data)
 	})
 	if err != nil {
 		return err
@@ -185,28 +194,27 @@ func (w *Worker) releaseProject(ctx context.Context, j *job, failed bool) error 
 		if h.state != nil {
 			*r = *h.state
 		}
-		if !r.Unsure {
-			r.Adding = nil // every add that landed is in Managed
-		}
+		r.Release()
 		if !failed || r.Creator != j.key || r.Created {
 			return
 		}
 		if rec.ChatID == "" {
-			r.Creator = "" // nothing was made: the next event that can create does
-			if rec.CreateUnanswered && !r.CreateUnanswered {
-				// …unless a create went unanswered: the one that succeeds says so.
-				r.CreateUnanswered, r.UnansweredWhy = true, rec.UnansweredWhy
+			var why string
+			if rec.CreateUnanswered {
+				why = rec.UnansweredWhy // a create went unanswered: the one that succeeds says so
 			}
+			r.AbandonCreate(why)
 			return
 		}
 		ev, lim := j.ev, w.groups.Limits()
-		r.Created, r.ChatID, r.OpenConversationID = true, rec.ChatID, rec.OpenConversationID
-		r.Name, r.Owner, r.Listed = messages.GroupName(ev.Name, lim.NameRunes), ev.Owner, ev.Listed
-		r.Managed = append([]string(nil), ev.Members[:min(rec.Added, len(ev.Members))]...)
-		r.Unsure = rec.AddInFlight
-		if r.Unsure {
-			r.Adding = append([]string(nil), ev.Members[min(rec.Added, len(ev.Members)):]...)
+		added := min(rec.Added, len(ev.Members))
+		c := projects.Creation{ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID,
+			Name: messages.GroupName(ev.Name, lim.NameRunes), Owner: ev.Owner, Listed: ev.Listed,
+			Managed: ev.Members[:added], Unsure: rec.AddInFlight}
+		if c.Unsure {
+			c.Adding = ev.Members[added:]
 		}
+		r.MarkCreated(c)
 	})
 	if errors.Is(err, projects.ErrLockLost) {
 		err = nil

@@ -114,20 +114,17 @@ func (w *Worker) migrateOne(ctx context.Context, events jetstream.Stream, data [
 		return false, nil
 	}
 	key := messages.Key(step.Subject, step.EventID)
-	rec := projects.Record{
-		Schema: projects.Schema, RefID: ev.RefID, Kind: w.kind(),
-		ChatID: step.ChatID, OpenConversationID: step.OpenConversationID, InviteURL: step.InviteURL,
-		Name: res.Name, Owner: res.Owner, Seq: step.StreamSeq,
-		Creator: key, Created: true, Migrated: true,
-		LastEvent: key, LastSubject: step.ResultSubject, LastResult: step.Result,
-	}
+	c := projects.Creation{ChatID: step.ChatID, OpenConversationID: step.OpenConversationID, InviteURL: step.InviteURL,
+		Name: res.Name, Owner: res.Owner}
+	var version int64
 	if orig := w.original(ctx, events, step); orig != nil {
-		rec.Listed, rec.Managed, rec.Version = orig.Listed, orig.Members, orig.Version
+		c.Listed, c.Managed, version = orig.Listed, orig.Members, orig.Version
 	} else {
 		// The event is gone from its stream: the first change reads the
 		// group, and counts as managed the members it finds that it lists.
-		rec.Unsure = true
+		c.Unsure = true
 	}
+	rec := projects.Migrated(ev.RefID, w.kind(), key, c, version, step.StreamSeq, step.ResultSubject, step.Result)
 	out, err := json.Marshal(rec)
 	if err != nil {
 		return false, fmt.Errorf("worker: encoding a migrated project record: %w", err)

@@ -44,6 +44,26 @@ func (j *job) setClaim(c *claim) {
 	j.mu.Unlock()
 }
 
+// renewer is a lease the heartbeat keeps alive.
+type renewer interface {
+	renew(ctx context.Context) error
+	what() string // for the log
+}
+
+// leases are the leases this delivery holds now.
+func (j *job) leases() []renewer {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []renewer
+	if j.claim != nil {
+		out = append(out, j.claim)
+	}
+	if j.hold != nil {
+		out = append(out, j.hold)
+	}
+	return out
+}
+
 func (j *job) held() *claim {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -65,8 +85,9 @@ func (w *Worker) process(ctx context.Context, stopping <-chan struct{}, msg jets
 	w.settle(ctx, j, err)
 }
 
-// heartbeat keeps the message's JetStream lease and the step record's lease
-// alive while the event is worked, however long retries take.
+// heartbeat keeps the message's JetStream lease and the job's leases (its
+// step record, its project) alive while the event is worked, however long
+// retries take.
 func (w *Worker) heartbeat(ctx context.Context, j *job) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -81,14 +102,9 @@ func (w *Worker) heartbeat(ctx context.Context, j *job) (stop func()) {
 				if err := j.msg.InProgress(); err != nil {
 					j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("renewing the message's lease")
 				}
-				if c := j.held(); c != nil {
-					if err := c.update(ctx, func(*record) {}); err != nil && !errors.Is(err, errClaimLost) {
-						j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("renewing the step record's lease")
-					}
-				}
-				if h := j.projectHold(); h != nil {
-					if err := h.lock.Update(ctx, nil); err != nil && !errors.Is(err, projects.ErrLockLost) {
-						j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("renewing the project's lease")
+				for _, l := range j.leases() {
+					if err := l.renew(ctx); err != nil && !errors.Is(err, errClaimLost) && !errors.Is(err, projects.ErrLockLost) {
+						j.log.Warn().Err(err).Str("event_id", j.eventID).Str("lease", l.what()).Msg("renewing a lease")
 					}
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"provisioner/budget"
 	"provisioner/dingtalk"
 	"provisioner/messages"
+	"provisioner/projects"
 )
 
 // provision runs the steps this event still lacks, recording each before the
@@ -212,10 +213,9 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job, link string) er
 		return err
 	}
 	next := j.projectHold().lock.Record()
-	next.Created, next.ChatID, next.OpenConversationID, next.InviteURL = true, rec.ChatID, rec.OpenConversationID, link
-	next.Name, next.Owner, next.Listed, next.Managed = res.Name, ev.Owner, ev.Listed, ev.Members
-	next.Version, next.Seq, next.Unsure = ev.Version, j.seq, false
-	next.CreateUnanswered, next.UnansweredWhy = false, ""
+	next.MarkCreated(projects.Creation{ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID, InviteURL: link,
+		Name: res.Name, Owner: ev.Owner, Listed: ev.Listed, Managed: ev.Members})
+	next.Applied(ev.Version, j.seq)
 	if err := w.finish(ctx, j, w.cfg.ProvisionedSubject, data, &next, func(r *record) { r.InviteURL = link }); err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, r
 			break
 		}
 		if adds := adding(steps); len(adds) > 0 && !slices.Equal(adds, st.Adding) {
-			st.Adding = adds
+			st.WillAdd(adds)
 			if err := h.lock.Update(ctx, func(r *projects.Record) { *r = st }); err != nil {
 				return err
 			}
@@ -75,7 +75,7 @@ func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, r
 			}
 			err := w.groups.Change(ctx, grp, &step)
 			if err != nil && dingtalk.Classify(err) == dingtalk.OutcomeUnknown {
-				st.Unsure = true
+				st.Doubt()
 			}
 			return err
 		})
@@ -83,7 +83,8 @@ func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, r
 		if errors.As(err, &f) && f.reason == messages.ReasonDingTalkRejected && !reread {
 			// Perhaps DingTalk refuses to add a present member or remove an
 			// absent one (undocumented): read the group and do only what is missing.
-			reread, st.Unsure = true, true
+			reread = true
+			st.Doubt()
 			j.log.Debug().Str("event_id", j.eventID).Err(err).Msg("DingTalk refused a change: reading the group before trying once more")
 			continue
 		}
@@ -92,8 +93,7 @@ func (w *Worker) change(ctx context.Context, stopping <-chan struct{}, j *job, r
 		}
 		st.Apply(&step)
 	}
-	st.Listed, st.Adding = want.Listed, nil
-	st.Version, st.Seq = ev.Version, j.seq
+	st.Updated(want, ev.Version, j.seq)
 	return w.publishChanged(ctx, stopping, j, &st, *delta, false)
 }
 
@@ -123,7 +123,8 @@ func (w *Worker) publishChanged(ctx context.Context, stopping <-chan struct{}, j
 	if ev.Kind.Op() == messages.OpCreate {
 		if st.InviteURL == "" {
 			err := w.call(ctx, stopping, j, "fetch the join link", func(ctx context.Context) (err error) {
-				st.InviteURL, err = w.groups.JoinLink(ctx, group(st), st.Owner)
+				link, err := w.groups.JoinLink(ctx, group(st), st.Owner)
+				st.SetLink(link)
 				return err
 			})
 			if err != nil {
