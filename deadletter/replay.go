@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"provisioner/messages"
-	"provisioner/worker"
 )
 
 // Action is what a replay did with one letter.
@@ -63,7 +62,7 @@ func (l *Letters) Replay(ctx context.Context, letters []Letter, o ReplayOptions)
 }
 
 func (l *Letters) replayOne(ctx context.Context, letter Letter, o ReplayOptions) (Outcome, error) {
-	chk := worker.ReplayCheck{State: worker.ReplayUnrecorded}
+	chk := ReplayCheck{State: ReplayUnrecorded}
 	if letter.EventID != "" {
 		var err error
 		if chk, err = l.records.CheckReplay(ctx, letter.SourceSubject, letter.EventID); err != nil {
@@ -74,17 +73,17 @@ func (l *Letters) replayOne(ctx context.Context, letter Letter, o ReplayOptions)
 	if chk.ReplayOf == letter.Seq && chk.Replays > 0 {
 		// This letter was replayed before, by a run that stopped before removing it.
 		switch chk.State {
-		case worker.ReplayPending:
+		case ReplayPending:
 			return l.finish(ctx, letter, o, Outcome{Action: Replayed, Replay: chk.Replays,
 				Detail: "finishing an interrupted replay: published again (a worker works it once)"}, true)
-		case worker.ReplayFailed:
+		case ReplayFailed:
 			return l.finish(ctx, letter, o, Outcome{Action: Superseded, Detail: "its replay failed again: see the newer letter"}, false)
 		}
 	}
 	switch chk.State {
-	case worker.ReplayProvisioned:
+	case ReplayProvisioned:
 		return l.finish(ctx, letter, o, Outcome{Action: Provisioned, Detail: "the event has its group; nothing to replay"}, false)
-	case worker.ReplayPending:
+	case ReplayPending:
 		return Outcome{Action: Pending, Detail: "a worker holds this event now; replay it once it has a result"}, nil
 	}
 	if done >= MaxReplays && !o.Force {
@@ -98,9 +97,9 @@ func (l *Letters) replayOne(ctx context.Context, letter Letter, o ReplayOptions)
 	if o.DryRun {
 		return out, nil
 	}
-	if chk.State == worker.ReplayFailed {
+	if chk.State == ReplayFailed {
 		err := l.records.ForgetFailure(ctx, letter.SourceSubject, letter.EventID, letter.Seq, next)
-		if errors.Is(err, worker.ErrNotFailed) {
+		if errors.Is(err, ErrNotFailed) {
 			return Outcome{Action: Pending, Detail: "the event's record changed while replaying; look again"}, nil
 		}
 		if err != nil {
@@ -119,12 +118,12 @@ func (l *Letters) finish(ctx context.Context, letter Letter, o ReplayOptions, ou
 		msg := nats.NewMsg(letter.SourceSubject)
 		for k, vs := range letter.Msg.Header {
 			switch {
-			case worker.ControlHeader(k), k == worker.HeaderReason, k == worker.HeaderError, k == worker.HeaderSourceSubject, k == worker.HeaderSourceSequence:
+			case messages.ControlHeader(k), k == messages.HeaderReason, k == messages.HeaderError, k == messages.HeaderSourceSubject, k == messages.HeaderSourceSequence:
 				continue
 			}
 			msg.Header[k] = append([]string(nil), vs...)
 		}
-		msg.Header.Set(worker.HeaderReplays, strconv.Itoa(out.Replay))
+		msg.Header.Set(messages.HeaderReplays, strconv.Itoa(out.Replay))
 		msg.Data = letter.Msg.Data
 		// A letter without an event id (an invalid event) has no step record:
 		// only this id keeps a repeated replay from publishing it twice, and

@@ -102,11 +102,11 @@ func TestReplayInterruptedIsFinishedByRunningItAgain(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "the failure", func() bool { return results("group.failed", "e1") == 1 })
-			l, err := deadletter.Open(ctx, js, deadletter.Options{})
+			recs, err := worker.OpenRecords(ctx, js, worker.Config{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			recs, err := worker.OpenRecords(ctx, js, worker.Config{})
+			l, err := deadletter.Open(ctx, js, deadletter.Options{Records: recs})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -311,7 +311,7 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 // headerReplays is how many times an operator replayed this event, as the
 // replay wrote it on the message; 0 when it never was.
 func headerReplays(msg jetstream.Msg) int {
-	n, _ := strconv.Atoi(msg.Headers().Get(HeaderReplays))
+	n, _ := strconv.Atoi(msg.Headers().Get(messages.HeaderReplays))
 	return max(n, 0)
 }
 

@@ -6,25 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"provisioner/messages"
 	"provisioner/telemetry"
-)
-
-// Headers the worker sets on dead letters.
-const (
-	HeaderReason         = "Provisioner-Reason"          // the failure's reason word
-	HeaderError          = "Provisioner-Error"           // the failure's message
-	HeaderSourceSubject  = "Provisioner-Source-Subject"  // where the event arrived
-	HeaderSourceSequence = "Provisioner-Source-Sequence" // its sequence in the events stream
-	// HeaderReplays is set by provisioner dlq replay on the event it
-	// publishes again: how many times it was replayed. A dead letter keeps
-	// it, so replays are counted across failures.
-	HeaderReplays = "Provisioner-Replays"
 )
 
 // CloudEvents (binary content mode, NATS binding) attributes on every result.
@@ -96,31 +84,21 @@ func encodeJSON(v any) ([]byte, error) {
 func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, f *failure) error {
 	out := nats.NewMsg(w.cfg.DeadLetterSubject + "." + msg.Subject())
 	for k, vs := range msg.Headers() {
-		if ControlHeader(k) {
+		if messages.ControlHeader(k) {
 			continue
 		}
 		out.Header[k] = append([]string(nil), vs...)
 	}
-	out.Header.Set(HeaderReason, f.reason)
-	out.Header.Set(HeaderError, truncate(f.message, 1024))
-	out.Header.Set(HeaderSourceSubject, msg.Subject())
-	out.Header.Set(HeaderSourceSequence, strconv.FormatUint(seq, 10))
+	out.Header.Set(messages.HeaderReason, f.reason)
+	out.Header.Set(messages.HeaderError, truncate(f.message, 1024))
+	out.Header.Set(messages.HeaderSourceSubject, msg.Subject())
+	out.Header.Set(messages.HeaderSourceSequence, strconv.FormatUint(seq, 10))
 	out.Data = msg.Data()
 	telemetry.Inject(ctx, out.Header) // the failed delivery's context: a replay continues its trace
 	if _, err := w.js.PublishMsg(ctx, out, jetstream.WithMsgID("dead-"+w.topo.eventsStream+"-"+strconv.FormatUint(seq, 10))); err != nil {
 		return fmt.Errorf("worker: publishing dead letter: %w", err)
 	}
 	return nil
-}
-
-// ControlHeader reports whether a message header is one that NATS or
-// JetStream acts on when it is published (Nats-Msg-Id, Nats-Expected-Stream,
-// Nats-Rollup, …). An event's such headers are not copied onto its dead
-// letter, nor from a letter onto its replay: there they would act on another
-// stream (a producer's Nats-Expected-Stream would have the dead-letter stream
-// refuse every letter).
-func ControlHeader(k string) bool {
-	return len(k) >= len("Nats-") && strings.EqualFold(k[:len("Nats-")], "Nats-")
 }
 
 func truncate(s string, n int) string {

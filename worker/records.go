@@ -9,11 +9,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"provisioner/deadletter"
 	"provisioner/messages"
 )
 
 // Records gives operators' tools (provisioner inspect, provisioner dlq
-// replay) the workers' step records: read one in words, or forget a
+// replay, as deadletter.Records) the workers' step records: read one in words, or forget a
 // remembered failure so that the event can be worked again. Create it with
 // OpenRecords; safe for concurrent use.
 type Records struct {
@@ -42,28 +43,6 @@ func OpenRecords(ctx context.Context, js jetstream.JetStream, cfg Config) (*Reco
 // yet, it could not be read (an invalid event), or RETENTION forgot it.
 var ErrNoRecord = errors.New("worker: no step record for this event")
 
-// ReplayState is what an event's step record says about replaying it.
-type ReplayState int
-
-const (
-	// ReplayUnrecorded: no record; a replay is worked from scratch.
-	ReplayUnrecorded ReplayState = iota
-	// ReplayFailed: its failure is remembered; a replay must forget it first.
-	ReplayFailed
-	// ReplayProvisioned: the event has its group; there is nothing to replay.
-	ReplayProvisioned
-	// ReplayPending: a worker holds the event, or will take it (a replay
-	// already sent it back).
-	ReplayPending
-)
-
-// ReplayCheck is an event's record as a replay sees it.
-type ReplayCheck struct {
-	State    ReplayState
-	Replays  int    // replays recorded so far
-	ReplayOf uint64 // the dead letter (its sequence) last replayed
-}
-
 func (r *Records) get(ctx context.Context, subject, eventID string) (record, uint64, error) {
 	entry, err := r.kv.Get(ctx, messages.Key(subject, eventID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -81,31 +60,27 @@ func (r *Records) get(ctx context.Context, subject, eventID string) (record, uin
 
 // CheckReplay reads what the record of the event subject/eventID says about
 // replaying it. It changes nothing.
-func (r *Records) CheckReplay(ctx context.Context, subject, eventID string) (ReplayCheck, error) {
+func (r *Records) CheckReplay(ctx context.Context, subject, eventID string) (deadletter.ReplayCheck, error) {
 	rec, _, err := r.get(ctx, subject, eventID)
 	if errors.Is(err, ErrNoRecord) {
-		return ReplayCheck{State: ReplayUnrecorded}, nil
+		return deadletter.ReplayCheck{State: deadletter.ReplayUnrecorded}, nil
 	}
 	if err != nil {
-		return ReplayCheck{}, err
+		return deadletter.ReplayCheck{}, err
 	}
-	return ReplayCheck{State: r.state(rec), Replays: rec.Replays, ReplayOf: rec.ReplayOf}, nil
+	return deadletter.ReplayCheck{State: r.state(rec), Replays: rec.Replays, ReplayOf: rec.ReplayOf}, nil
 }
 
-func (r *Records) state(rec record) ReplayState {
+func (r *Records) state(rec record) deadletter.ReplayState {
 	switch {
 	case rec.Step != stepDone:
-		return ReplayPending
+		return deadletter.ReplayPending
 	case rec.ResultSubject == r.failed:
-		return ReplayFailed
+		return deadletter.ReplayFailed
 	default:
-		return ReplayProvisioned
+		return deadletter.ReplayProvisioned
 	}
 }
-
-// ErrNotFailed means the record no longer holds a failure to forget: it
-// changed since it was checked.
-var ErrNotFailed = errors.New("worker: the event's record holds no failure to forget")
 
 // ForgetFailure rewrites a failed event's record so that the next delivery
 // works it again, as the replay of dead letter letterSeq, the replays-th: it
@@ -119,8 +94,8 @@ func (r *Records) ForgetFailure(ctx context.Context, subject, eventID string, le
 	if err != nil {
 		return err
 	}
-	if r.state(rec) != ReplayFailed {
-		return ErrNotFailed
+	if r.state(rec) != deadletter.ReplayFailed {
+		return deadletter.ErrNotFailed
 	}
 	rec.Step = stepClaimed
 	switch {
@@ -139,7 +114,7 @@ func (r *Records) ForgetFailure(ctx context.Context, subject, eventID string, le
 	}
 	if _, err := r.kv.Update(ctx, messages.Key(subject, eventID), data, rev); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return ErrNotFailed
+			return deadletter.ErrNotFailed
 		}
 		return fmt.Errorf("worker: forgetting the failure of %s %q: %w", subject, eventID, err)
 	}

@@ -223,13 +223,13 @@ func invalidEventsFailOnce(t *testing.T, m mode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq, _ := strconv.Atoi(first.Header.Get(worker.HeaderSourceSequence))
+	seq, _ := strconv.Atoi(first.Header.Get(messages.HeaderSourceSequence))
 	if seq < 1 || seq > len(inputs) {
 		t.Fatalf("dead letter headers: %v", first.Header)
 	}
 	in := inputs[seq-1]
-	if first.Header.Get(worker.HeaderReason) != in.reason || first.Header.Get(worker.HeaderSourceSubject) != in.subject ||
-		first.Header.Get(worker.HeaderError) == "" || string(first.Data) != in.body {
+	if first.Header.Get(messages.HeaderReason) != in.reason || first.Header.Get(messages.HeaderSourceSubject) != in.subject ||
+		first.Header.Get(messages.HeaderError) == "" || string(first.Data) != in.body {
 		t.Errorf("dead letter for input %d: headers %v, body %q", seq-1, first.Header, first.Data)
 	}
 	if n := e.sim.Stats().Calls; len(n) != 0 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"provisioner/deadletter"
+	"provisioner/worker"
 )
 
 // DLQCommand dispatches to dlq list and dlq replay.
@@ -104,7 +105,12 @@ func (ff filterFlags) pick(ctx context.Context, cmd string, fs *flag.FlagSet, se
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	l, err := deadletter.Open(ctx, js, deadletter.Options{Worker: o.workerConfig()})
+	cfg := o.workerConfig()
+	recs, err := worker.OpenRecords(ctx, js, cfg)
+	var l *deadletter.Letters
+	if err == nil {
+		l, err = deadletter.Open(ctx, js, deadletter.Options{DeadLetterSubject: cfg.DeadLetterSubject, Subjects: cfg.Subjects, Records: recs})
+	}
 	if err == nil {
 		var list []deadletter.Letter
 		if list, err = l.List(ctx, f); err == nil {
