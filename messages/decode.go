@@ -62,78 +62,24 @@ func (e *InvalidError) Error() string {
 // CloudEvents 1.0 structured envelope whose data is one, and returns the event.
 // kinds maps subjects to kinds. Errors are *InvalidError.
 func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) {
-	bad := func(reason string, format string, args ...any) error {
-		return &InvalidError{Subject: subject, Reason: reason, Problems: []string{fmt.Sprintf(format, args...)}, Fields: []string{""}}
-	}
 	kind, ok := kinds[subject]
 	if !ok {
-		return nil, bad(ReasonUnknownSubject, "no event kind is configured for subject %q", subject)
+		return nil, bodyError(subject, ReasonUnknownSubject, "no event kind is configured for subject %q", subject)
 	}
-	if len(body) > MaxBodyBytes {
-		return nil, bad(ReasonPayloadTooLarge, "body is %d bytes, at most %d are accepted", len(body), MaxBodyBytes)
-	}
-	if !utf8.Valid(body) {
-		return nil, bad(ReasonInvalidJSON, "body is not valid UTF-8")
-	}
-	obj, err := object(body)
+	d, err := eventFields(subject, body)
 	if err != nil {
-		return nil, bad(ReasonInvalidJSON, "body is not a JSON object: %v", err)
+		return nil, err
 	}
-	d := &fields{obj: obj}
-	if _, envelope := obj["specversion"]; envelope {
-		if obj, err = d.cloudEventData(); err != nil {
-			var id string
-			if v, ok := d.raw("id"); ok {
-				_ = json.Unmarshal(v, &id) // name the event after its envelope, if it can be
-			}
-			return nil, &InvalidError{Subject: subject, ID: id, Reason: ReasonInvalidEvent, Problems: []string{err.Error()}, Fields: []string{""}}
-		}
-		outer := d
-		d = &fields{obj: obj, prefix: "data."}
-		if _, has := obj["id"]; !has { // fall back to the envelope's id
-			if id, ok := outer.obj["id"]; ok {
-				d.obj["id"] = id
-			}
-		}
-	}
-
 	ev := &Event{Subject: subject, Kind: kind}
 	ev.ID = d.str("id", MaxIDBytes)
-	name, owner, members, ref := "name", "owner", "members", "project_id"
-	if kind.Events() {
-		name, owner, members, ref = "title", "organizer", "attendees", "event_id"
-	}
-	ev.RefID = d.str(ref, MaxIDBytes)
+	names := namesOf(kind)
+	ev.RefID = d.str(names.ref, MaxIDBytes)
 	ev.Version = d.version("version")
 	switch kind.Op() {
 	case OpCreate:
-		ev.Has = Fields{Name: true, Owner: true, Members: true}
-		ev.Name = d.str(name, 0)
-		ev.Owner = d.user(owner)
-		ev.Listed = d.users(members, false)
-		if kind == EventScheduled {
-			ev.StartsAt = d.time("starts_at")
-		}
-		d.settings("group", &ev.Group)
+		d.creation(ev, names)
 	case OpUpdate:
-		if ev.Has.Name = d.present(name); ev.Has.Name {
-			ev.Name = d.str(name, 0)
-		}
-		if ev.Has.Owner = d.present(owner); ev.Has.Owner {
-			ev.Owner = d.user(owner)
-		}
-		if ev.Has.Members = d.present(members); ev.Has.Members {
-			ev.Listed = d.users(members, true)
-		}
-		if kind.Events() && d.present("starts_at") {
-			ev.StartsAt = d.time("starts_at")
-		}
-		if d.present("chatid") {
-			ev.Adopt.ChatID = d.str("chatid", MaxIDBytes)
-		}
-		if d.present("open_conversation_id") {
-			ev.Adopt.OpenConversationID = d.str("open_conversation_id", MaxIDBytes)
-		}
+		d.update(ev, names)
 	}
 	ev.Metadata = d.object("metadata")
 	ev.Name = strings.TrimSpace(ev.Name)
@@ -144,10 +90,94 @@ func Decode(subject string, kinds map[string]Kind, body []byte) (*Event, error) 
 		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonInvalidEvent, Problems: d.problems, Fields: d.names}
 	}
 	if n := len(ev.Members); n > MaxMembers {
-		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonTooManyMembers, Fields: []string{d.prefix + members},
+		return nil, &InvalidError{Subject: subject, ID: ev.ID, Reason: ReasonTooManyMembers, Fields: []string{d.prefix + names.members},
 			Problems: []string{fmt.Sprintf("the group would have %d members (owner included); DingTalk allows at most %d", n, MaxMembers)}}
 	}
 	return ev, nil
+}
+
+// bodyError is an *InvalidError about the body as a whole.
+func bodyError(subject, reason string, format string, args ...any) error {
+	return &InvalidError{Subject: subject, Reason: reason, Problems: []string{fmt.Sprintf(format, args...)}, Fields: []string{""}}
+}
+
+// eventFields checks a body's size and encoding and returns its event's fields:
+// the object itself, or the data of a CloudEvents envelope (named data.…,
+// with the envelope's id when the data has none).
+func eventFields(subject string, body []byte) (*fields, error) {
+	if len(body) > MaxBodyBytes {
+		return nil, bodyError(subject, ReasonPayloadTooLarge, "body is %d bytes, at most %d are accepted", len(body), MaxBodyBytes)
+	}
+	if !utf8.Valid(body) {
+		return nil, bodyError(subject, ReasonInvalidJSON, "body is not valid UTF-8")
+	}
+	obj, err := object(body)
+	if err != nil {
+		return nil, bodyError(subject, ReasonInvalidJSON, "body is not a JSON object: %v", err)
+	}
+	d := &fields{obj: obj}
+	if _, envelope := obj["specversion"]; !envelope {
+		return d, nil
+	}
+	if obj, err = d.cloudEventData(); err != nil {
+		var id string
+		if v, ok := d.raw("id"); ok {
+			_ = json.Unmarshal(v, &id) // name the event after its envelope, if it can be
+		}
+		return nil, &InvalidError{Subject: subject, ID: id, Reason: ReasonInvalidEvent, Problems: []string{err.Error()}, Fields: []string{""}}
+	}
+	inner := &fields{obj: obj, prefix: "data."}
+	if _, has := obj["id"]; !has { // fall back to the envelope's id
+		if id, ok := d.obj["id"]; ok {
+			inner.obj["id"] = id
+		}
+	}
+	return inner, nil
+}
+
+// fieldNames are a family's names for the contract's fields.
+type fieldNames struct{ name, owner, members, ref string }
+
+func namesOf(k Kind) fieldNames {
+	if k.Events() {
+		return fieldNames{"title", "organizer", "attendees", "event_id"}
+	}
+	return fieldNames{"name", "owner", "members", "project_id"}
+}
+
+// creation reads a creation's fields: all required but the settings.
+func (d *fields) creation(ev *Event, n fieldNames) {
+	ev.Has = Fields{Name: true, Owner: true, Members: true}
+	ev.Name = d.str(n.name, 0)
+	ev.Owner = d.user(n.owner)
+	ev.Listed = d.users(n.members, false)
+	if ev.Kind == EventScheduled {
+		ev.StartsAt = d.time("starts_at")
+	}
+	d.settings("group", &ev.Group)
+}
+
+// update reads an update's optional fields, each present one the whole new
+// value, and the group it may name to adopt.
+func (d *fields) update(ev *Event, n fieldNames) {
+	if ev.Has.Name = d.present(n.name); ev.Has.Name {
+		ev.Name = d.str(n.name, 0)
+	}
+	if ev.Has.Owner = d.present(n.owner); ev.Has.Owner {
+		ev.Owner = d.user(n.owner)
+	}
+	if ev.Has.Members = d.present(n.members); ev.Has.Members {
+		ev.Listed = d.users(n.members, true)
+	}
+	if ev.Kind.Events() && d.present("starts_at") {
+		ev.StartsAt = d.time("starts_at")
+	}
+	if d.present("chatid") {
+		ev.Adopt.ChatID = d.str("chatid", MaxIDBytes)
+	}
+	if d.present("open_conversation_id") {
+		ev.Adopt.OpenConversationID = d.str("open_conversation_id", MaxIDBytes)
+	}
 }
 
 // GroupName cuts a name to most characters (runes: 20 for a plain group, 30

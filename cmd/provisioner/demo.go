@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -27,18 +29,71 @@ type DemoCommand struct {
 	main *Main
 }
 
+// demoOptions are the demo's flags, checked.
+type demoOptions struct {
+	serve   bool
+	listen  string
+	timeout time.Duration
+	level   zerolog.Level
+	family  dingtalk.Family
+	scene   bool
+	sim     simFlags
+}
+
+// demo is one run of the demo: everything it started, and the results as
+// they arrive.
+type demo struct {
+	o          demoOptions
+	out        io.Writer
+	stderr     io.Writer
+	ns         *server.Server
+	simServer  *sim.Server
+	simURL     string
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	mode       string
+	results    chan *nats.Msg
+	workerDone chan error
+	deadline   <-chan time.Time
+}
+
 // Run runs the demo; with -serve it keeps serving until SIGINT or SIGTERM.
 func (c *DemoCommand) Run(ctx context.Context, args []string) error {
+	o, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	d := &demo{o: o, out: c.main.Stdout, stderr: c.main.Stderr, results: make(chan *nats.Msg, 64), workerDone: make(chan error, 1)}
+	stop, err := d.start(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	d.deadline = time.After(o.timeout)
+	if err := d.samples(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
+	if err := d.lifecycle(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
+	if o.serve {
+		return d.serveUntilDone(ctx)
+	}
+	return nil
+}
+
+// parse reads the demo's flags.
+func (c *DemoCommand) parse(args []string) (demoOptions, error) {
 	fs := flag.NewFlagSet("provisioner demo", flag.ContinueOnError)
 	fs.SetOutput(c.main.Stderr)
-	serve := fs.Bool("serve", false, "keep serving after the samples: NATS on -listen, for your own events")
-	listen := fs.String("listen", "127.0.0.1:4222", "where the embedded NATS server listens with -serve")
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up if the samples' results take longer")
+	var o demoOptions
+	fs.BoolVar(&o.serve, "serve", false, "keep serving after the samples: NATS on -listen, for your own events")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:4222", "where the embedded NATS server listens with -serve")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up if the samples' results take longer")
 	logLevel := fs.String("log-level", "error", "the worker's log level (its JSON logs go to stderr)")
 	api := fs.String("api", "v1", "the DingTalk API family: v1 (an app created today) or legacy")
-	scene := fs.Bool("scene", false, "make scene groups from the simulator's demo-template (v1 only)")
-	var sf simFlags
-	sf.register(fs)
+	fs.BoolVar(&o.scene, "scene", false, "make scene groups from the simulator's demo-template (v1 only)")
+	o.sim.register(fs)
 	_ = fs.Set("busy", "0.2")
 	_ = fs.Set("latency", "20ms")
 	fs.Usage = func() {
@@ -56,155 +111,196 @@ Flags:
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return o, err
 	}
-	if err := sf.check(); err != nil {
-		return err
+	if err := o.sim.check(); err != nil {
+		return o, err
 	}
-	family, err := dingtalk.ParseFamily(*api)
-	if err != nil {
-		return usageError("provisioner: -api: " + err.Error())
+	var err error
+	if o.family, err = dingtalk.ParseFamily(*api); err != nil {
+		return o, usageError("provisioner: -api: " + err.Error())
 	}
-	if *scene && family != dingtalk.V1 {
-		return usageError("provisioner: -scene needs -api v1: scene groups exist only in the v1.0 API")
+	if o.scene && o.family != dingtalk.V1 {
+		return o, usageError("provisioner: -scene needs -api v1: scene groups exist only in the v1.0 API")
 	}
-	level, err := zerolog.ParseLevel(*logLevel)
-	if err != nil {
-		return usageError(fmt.Sprintf("provisioner: -log-level: %v", err))
+	if o.level, err = zerolog.ParseLevel(*logLevel); err != nil {
+		return o, usageError(fmt.Sprintf("provisioner: -log-level: %v", err))
 	}
-	out := c.main.Stdout
+	return o, nil
+}
 
+// start starts NATS, the simulator and the worker; stop undoes it all.
+func (d *demo) start(ctx context.Context) (stop func(), err error) {
+	var undo []func()
+	stop = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
 	dir, err := os.MkdirTemp("", "provisioner-demo-")
 	if err != nil {
-		return fmt.Errorf("provisioner: %w", err)
+		return nil, fmt.Errorf("provisioner: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	undo = append(undo, func() { os.RemoveAll(dir) })
 	addr := "127.0.0.1:0"
-	if *serve {
-		addr = *listen
+	if d.o.serve {
+		addr = d.o.listen
 	}
-	ns, err := embeddedNATS(dir, addr)
+	if d.ns, err = embeddedNATS(dir, addr); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { d.ns.Shutdown(); d.ns.WaitForShutdown() })
+	stopSim, err := d.startSim()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	undo = append(undo, stopSim)
+	if d.nc, err = (&NATSEnv{NATSReplicas: 1}).connect(d.ns.ClientURL()); err != nil {
+		return nil, err
+	}
+	undo = append(undo, d.nc.Close)
+	if d.js, err = jetstream.New(d.nc); err != nil {
+		return nil, fmt.Errorf("provisioner: %w", err)
+	}
+	stopWorker, err := d.startWorker(ctx)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, stopWorker)
+	fmt.Fprintf(d.out, "NATS (JetStream) at %s · DingTalk simulator at %s (%.0f%% busy answers, %v latency)\nDingTalk API: %s\n",
+		d.ns.ClientURL(), d.simURL, d.o.sim.faults.BusyRate*100, d.o.sim.faults.Latency, d.mode)
+	return stop, nil
+}
 
-	simCtx, stopSim := context.WithCancel(context.Background())
-	defer stopSim()
-	simServer := sim.New(sf.config())
+// startSim serves the simulator on a free loopback port.
+func (d *demo) startSim() (stop func(), err error) {
+	simCtx, cancel := context.WithCancel(context.Background())
+	d.simServer = sim.New(d.o.sim.config())
 	simURL := make(chan string, 1)
 	simErr := make(chan error, 1)
-	go func() { simErr <- serveSim(simCtx, simServer, "127.0.0.1:0", func(u string) { simURL <- u }) }()
-	var baseURL string
+	go func() { simErr <- serveSim(simCtx, d.simServer, "127.0.0.1:0", func(u string) { simURL <- u }) }()
 	select {
-	case baseURL = <-simURL:
+	case d.simURL = <-simURL:
+		return cancel, nil
 	case err := <-simErr:
-		return err
+		cancel()
+		return nil, err
 	}
+}
 
-	nc, err := (&NATSEnv{NATSReplicas: 1}).connect(ns.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("provisioner: %w", err)
-	}
-	e := &env{DingTalkAPI: string(family), DingTalkBaseURL: baseURL, DingTalkAPIBaseURL: baseURL,
-		DingTalkAppKey: sf.appKey, DingTalkAppSecret: sf.appSecret}
-	if *scene {
+// startWorker runs the worker against the simulator, and subscribes to the
+// results; stop ends both and waits for the worker.
+func (d *demo) startWorker(ctx context.Context) (stop func(), err error) {
+	e := &env{DingTalkAPI: string(d.o.family), DingTalkBaseURL: d.simURL, DingTalkAPIBaseURL: d.simURL,
+		DingTalkAppKey: d.o.sim.appKey, DingTalkAppSecret: d.o.sim.appSecret}
+	if d.o.scene {
 		e.DingTalkSceneTemplateID = "demo-template"
 	}
 	groups, mode, err := e.groups(nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	log := zerolog.New(c.main.Stderr).Level(level).With().Timestamp().Str("service", "provisioner").Logger()
-	w, err := worker.New(ctx, js, groups, log, worker.Config{Concurrency: 16, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second})
+	d.mode = mode
+	log := zerolog.New(d.stderr).Level(d.o.level).With().Timestamp().Str("service", "provisioner").Logger()
+	w, err := worker.New(ctx, d.js, groups, log, worker.Config{Concurrency: 16, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	results := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe("group.*", results)
+	sub, err := d.nc.ChanSubscribe("group.*", d.results)
 	if err != nil {
-		return fmt.Errorf("provisioner: %w", err)
+		return nil, fmt.Errorf("provisioner: %w", err)
 	}
-	defer sub.Unsubscribe()
-
 	workerCtx, stopWorker := context.WithCancel(ctx)
-	defer stopWorker()
-	workerDone := make(chan error, 1)
-	go func() { workerDone <- w.Run(workerCtx) }()
+	go func() { d.workerDone <- w.Run(workerCtx) }()
+	return func() {
+		stopWorker()
+		_ = sub.Unsubscribe()
+		<-d.workerDone
+	}, nil
+}
 
-	fmt.Fprintf(out, "NATS (JetStream) at %s · DingTalk simulator at %s (%.0f%% busy answers, %v latency)\nDingTalk API: %s\n",
-		ns.ClientURL(), baseURL, sf.faults.BusyRate*100, sf.faults.Latency, mode)
+// next waits for the next result; ok is false when ctx ended first.
+func (d *demo) next(ctx context.Context, what string) (m *nats.Msg, ok bool, err error) {
+	select {
+	case m := <-d.results:
+		return m, true, nil
+	case <-d.deadline:
+		return nil, false, fmt.Errorf("provisioner: demo: %s after %v", what, d.o.timeout)
+	case <-ctx.Done():
+		return nil, false, nil
+	case err := <-d.workerDone:
+		d.workerDone <- err // for stop
+		return nil, false, fmt.Errorf("provisioner: demo: the worker stopped: %v", err)
+	}
+}
+
+// samples publishes the sample creations and prints their results.
+func (d *demo) samples(ctx context.Context) error {
 	samples := sampleEvents()
 	for _, s := range samples {
-		if _, err := js.Publish(ctx, s.subject, []byte(s.body)); err != nil {
+		if _, err := d.js.Publish(ctx, s.subject, []byte(s.body)); err != nil {
 			return fmt.Errorf("provisioner: publishing a sample: %w", err)
 		}
 	}
-	fmt.Fprintf(out, "published %d sample events; results as they arrive:\n\n", len(samples))
-
+	fmt.Fprintf(d.out, "published %d sample events; results as they arrive:\n\n", len(samples))
 	start := time.Now()
-	deadline := time.After(*timeout)
 	provisioned, failed := 0, 0
 	for provisioned+failed < len(samples) {
-		select {
-		case m := <-results:
-			if printResult(out, m) {
-				provisioned++
-			} else {
-				failed++
-			}
-		case <-deadline:
-			return fmt.Errorf("provisioner: demo: only %d of %d results after %v", provisioned+failed, len(samples), *timeout)
-		case <-ctx.Done():
-			return nil
-		case err := <-workerDone:
-			return fmt.Errorf("provisioner: demo: the worker stopped: %v", err)
+		m, ok, err := d.next(ctx, fmt.Sprintf("only %d of %d results", provisioned+failed, len(samples)))
+		if !ok {
+			return err
+		}
+		if printResult(d.out, m) {
+			provisioned++
+		} else {
+			failed++
 		}
 	}
-	st := simServer.Stats()
-	fmt.Fprintf(out, "\n%d provisioned, %d failed in %v. DingTalk calls: %s; %d busy answers retried.\n",
+	st := d.simServer.Stats()
+	fmt.Fprintf(d.out, "\n%d provisioned, %d failed in %v. DingTalk calls: %s; %d busy answers retried.\n",
 		provisioned, failed, time.Since(start).Round(time.Millisecond), describeCalls(st.Calls), st.Busy)
+	return nil
+}
 
-	fmt.Fprintf(out, "\nproject P-1 changes, then closes (each is published once its predecessor has its result):\n\n")
+// lifecycle updates project P-1, then closes it, and shows the group.
+func (d *demo) lifecycle(ctx context.Context) error {
+	fmt.Fprintf(d.out, "\nproject P-1 changes, then closes (each is published once its predecessor has its result):\n\n")
 	for _, s := range lifecycleSamples() {
-		if _, err := js.Publish(ctx, s.subject, []byte(s.body)); err != nil {
+		if _, err := d.js.Publish(ctx, s.subject, []byte(s.body)); err != nil {
 			return fmt.Errorf("provisioner: publishing a sample: %w", err)
 		}
-		select {
-		case m := <-results:
-			printResult(out, m)
-		case <-deadline:
-			return fmt.Errorf("provisioner: demo: no result for %s after %v", s.subject, *timeout)
-		case <-ctx.Done():
-			return nil
-		case err := <-workerDone:
-			return fmt.Errorf("provisioner: demo: the worker stopped: %v", err)
+		m, ok, err := d.next(ctx, "no result for "+s.subject)
+		if !ok {
+			return err
 		}
+		printResult(d.out, m)
 	}
-	if g, ok := demoGroup(simServer, "Apollo"); ok {
-		fmt.Fprintf(out, "\nDingTalk now shows %q owned by %s, members %s, muted %v.\n",
+	if g, ok := demoGroup(d.simServer, "Apollo"); ok {
+		fmt.Fprintf(d.out, "\nDingTalk now shows %q owned by %s, members %s, muted %v.\n",
 			g.Name, g.Owner, strings.Join(g.Members, " "), g.Settings["chatBannedType"] == 1)
 	}
+	return nil
+}
 
-	if *serve {
-		fmt.Fprintf(out, "\nserving until Ctrl-C. Publish your own events, for example:\n  nats --server %s pub project.created '{\"id\":\"my-1\",\"project_id\":\"P-7\",\"name\":\"My project\",\"owner\":\"u1\",\"members\":[\"u2\",\"u3\"]}'\n\n", ns.ClientURL())
-		for {
-			select {
-			case m := <-results:
-				printResult(out, m)
-			case <-ctx.Done():
-				<-workerDone
-				return nil
-			}
+// serveUntilDone prints the results of the user's own events until ctx ends.
+func (d *demo) serveUntilDone(ctx context.Context) error {
+	fmt.Fprintf(d.out, "\nserving until Ctrl-C. Publish your own events, for example:\n  nats --server %s pub project.created '{\"id\":\"my-1\",\"project_id\":\"P-7\",\"name\":\"My project\",\"owner\":\"u1\",\"members\":[\"u2\",\"u3\"]}'\n\n", d.ns.ClientURL())
+	for {
+		select {
+		case m := <-d.results:
+			printResult(d.out, m)
+		case <-ctx.Done():
+			return nil
+		case err := <-d.workerDone:
+			d.workerDone <- err
+			return err
 		}
 	}
-	stopWorker()
-	return <-workerDone
 }
 
 // describeCalls lists the calls made per API, in a stable order.
