@@ -58,6 +58,7 @@ func sorted(want ...int) func([]int) bool {
 // Workers joining and leaving re-divide the limit; at no moment do the
 // shares add up to more than it.
 func TestPacersShareTheLimit(t *testing.T) {
+	natstest.Long(t)
 	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +77,7 @@ func TestPacersShareTheLimit(t *testing.T) {
 // A rate-limit answer seen by one worker holds its API for the others too;
 // an IP ban holds every API.
 func TestHoldsReachEveryWorker(t *testing.T) {
+	natstest.Long(t)
 	tests := []struct {
 		name       string
 		hold       string
@@ -127,6 +129,7 @@ func TestHoldsReachEveryWorker(t *testing.T) {
 // A worker that cannot reach NATS keeps to a share that leaves room for one
 // worker it cannot see, rather than stop or keep its whole share.
 func TestPacerFallsBackWhenNATSIsGone(t *testing.T) {
+	natstest.Long(t)
 	nc := natstest.Connect(t, natstest.Server(t))
 	js, err := jetstream.New(nc)
 	if err != nil {

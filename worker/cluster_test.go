@@ -191,6 +191,7 @@ func TestReplicasAreRaisedNeverLowered(t *testing.T) {
 // resume within seconds. The node stopped is the one leading the events
 // stream, or the one leading the step records.
 func TestNodeLossMidBatch(t *testing.T) {
+	natstest.Long(t)
 	for _, lose := range []string{"PROVISIONER_EVENTS", "KV_provisioner_state"} {
 		t.Run(lose, func(t *testing.T) {
 			const n = 600

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"fmt"
+	"provisioner/internal/natstest"
 	"testing"
 	"time"
 
@@ -72,6 +73,7 @@ func TestOnlyTheMisconfiguredWorkerStops(t *testing.T) {
 // the permission or adding the IP lets it resume by itself, and no group is
 // made twice (an event halted at its link resumes at its link).
 func TestRefusedPermissionOrIPHaltsUntilMended(t *testing.T) {
+	natstest.Long(t)
 	tests := []struct {
 		name   string
 		reason string

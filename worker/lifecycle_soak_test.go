@@ -3,6 +3,7 @@ package worker_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"provisioner/internal/natstest"
 	"slices"
 	"testing"
 	"time"
@@ -112,6 +113,7 @@ func lifecycleSoak(tb testing.TB, m mode, projects, kills int, faults sim.Faults
 }
 
 func TestLifecycleSoak(t *testing.T) {
+	natstest.Long(t)
 	faults := sim.Faults{BusyRate: 0.2, Latency: time.Millisecond}
 	for _, m := range []mode{v1Mode, sceneMode} {
 		t.Run(m.name, func(t *testing.T) {

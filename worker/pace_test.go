@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"provisioner/internal/natstest"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,7 @@ func paced(tb testing.TB, model sim.QPSModel, workers, events, qps int, latency,
 // Three workers share one app's budget under each way DingTalk may count it:
 // every event done, hardly a call refused.
 func TestWorkersShareThePerSecondBudget(t *testing.T) {
+	natstest.Long(t)
 	for _, tt := range []struct {
 		model sim.QPSModel
 		kill  bool
@@ -134,6 +136,7 @@ func BenchmarkSharedBudget(b *testing.B) {
 // An IP ban seen by one worker stops every worker's calls to every API
 // until it ends: only the calls already on their way meet it.
 func TestIPBanHoldsEveryWorker(t *testing.T) {
+	natstest.Long(t)
 	const events, qps = 100, 50
 	e := newEnv(t, sim.Config{Faults: sim.Faults{QPS: qps, Latency: 5 * time.Millisecond}})
 	cfg := testConfig()

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"provisioner/internal/natstest"
 	"testing"
 
 	"provisioner/budget"
@@ -13,6 +14,7 @@ import (
 // the consumer is paused (and stays paused for a worker started later),
 // and after the quota is reset and work resumed, every event completes.
 func TestQuotaPausesWorkInsteadOfFailing(t *testing.T) {
+	natstest.Long(t)
 	const events = 30 // 60 calls; the quota allows 25
 	tests := []struct {
 		name               string

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"provisioner/internal/natstest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -192,6 +193,7 @@ func (g *gate) JoinLink(ctx context.Context, grp dingtalk.Group, sharer string) 
 }
 
 func TestCrashedWorkerIsResumed(t *testing.T) {
+	natstest.Long(t)
 	const events = 10
 	t.Run("after the group was created", func(t *testing.T) {
 		e := newEnv(t, sim.Config{})
@@ -275,6 +277,7 @@ func TestCrashedWorkerIsResumed(t *testing.T) {
 // A worker that dies in the backoff wait after DingTalk refused its create
 // (a refusal: nothing took effect) leaves no suspicion behind.
 func TestCrashInBackoffAfterARefusalIsNotFlagged(t *testing.T) {
+	natstest.Long(t)
 	e := newEnv(t, sim.Config{})
 	cfg := testConfig()
 	cfg.AckWait, cfg.InitialBackoff, cfg.MaxBackoff, cfg.RetryBudget = 2*time.Second, time.Hour, time.Hour, 2*time.Hour
@@ -304,6 +307,7 @@ func TestCrashInBackoffAfterARefusalIsNotFlagged(t *testing.T) {
 // by reading the group and adding only the missing, even where DingTalk
 // refuses to add someone already in the group.
 func TestResumedBatchAddsOnlyTheMissing(t *testing.T) {
+	natstest.Long(t)
 	// (Scene groups take all of DingTalk's 1000 members at create: they never add.)
 	for _, m := range []mode{legacyMode, v1Mode} {
 		t.Run(m.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"provisioner/internal/natstest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -186,6 +187,7 @@ func flagCauses(tb testing.TB, log []string) (byKill, by502 int) {
 }
 
 func TestSoakWithKills(t *testing.T) {
+	natstest.Long(t)
 	faults := sim.Faults{BusyRate: 0.2, BadGatewayRate: 0.02, LostReplyRate: 0.01, Latency: 2 * time.Millisecond}
 	for _, m := range []mode{v1Mode, sceneMode} {
 		t.Run(m.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"provisioner/internal/natstest"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 // out of order and closed, and read back through DingTalk's API; the
 // simulator refuses what DingTalk may refuse.
 func TestLoadLifecycle(t *testing.T) {
+	natstest.Long(t)
 	t.Setenv("DINGTALK_QPS", "1000")
 	p := startPipeline(t, sim.Config{Seed: 3, Faults: sim.Faults{BusyRate: 0.2},
 		RefuseExistingMembers: true, RefuseAbsentRemovals: true, RefuseOwnerAddedInSameCall: true})

@@ -26,6 +26,7 @@ type Cluster struct {
 // meta leader that every server follows. They shut down when tb ends.
 func NewCluster(tb testing.TB) *Cluster {
 	tb.Helper()
+	Long(tb)
 	const size = 3
 	ports := freePorts(tb, size)
 	var routes []*url.URL

@@ -56,3 +56,13 @@ func Connect(tb testing.TB, ns *server.Server) *nats.Conn {
 	tb.Cleanup(nc.Close)
 	return nc
 }
+
+// Long marks a test that takes many seconds (a soak, a cluster, a run
+// against the clock): go test -short skips it, for a quick run while
+// working. CI runs everything.
+func Long(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("natstest: a long test; it runs without -short")
+	}
+}
