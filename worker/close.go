@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 
 	"provisioner/dingtalk"
 	"provisioner/messages"
@@ -65,21 +64,4 @@ func (w *Worker) closeGroup(ctx context.Context, stopping <-chan struct{}, j *jo
 	closure.At = w.cfg.Now().UTC()
 	st.Close(closure, ev.Version, j.seq)
 	return w.publishClosed(ctx, j, st)
-}
-
-// publishClosed publishes a closed project's result: the close's action, name and
-// time, whichever close event asks.
-func (w *Worker) publishClosed(ctx context.Context, j *job, st projects.Record) error {
-	ev := j.ev
-	if st.Closed == nil {
-		return errors.New("worker: publishClosed called on an open project")
-	}
-	res := messages.Closed{
-		ID: j.key, SourceSubject: ev.Subject, SourceID: ev.ID,
-		ChatID: st.ChatID, OpenConversationID: st.OpenConversationID,
-		Action: st.Closed.Action, Name: st.Closed.Name, Version: st.Version,
-		Attempts: j.held().snapshot().Attempts, Metadata: ev.Metadata, ClosedAt: st.Closed.At,
-	}
-	res.SetRef(ev)
-	return w.publishResult(ctx, j, w.cfg.ClosedSubject, res, &st)
 }

@@ -2,9 +2,10 @@ package worker_test
 
 import (
 	"fmt"
-	"provisioner/internal/natstest"
 	"testing"
 	"time"
+
+	"provisioner/internal/natstest"
 
 	"provisioner/dingtalk"
 	"provisioner/dingtalk/sim"

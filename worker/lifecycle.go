@@ -64,11 +64,11 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 	var contended *kvlease.ContendedError
 	switch {
 	case errors.As(err, &busy):
-		return &retryLater{delay: w.projectWait(busy.For), why: "held", reason: "another event of this project is being worked"}
+		return &retryLater{delay: w.projectWait(busy.For), why: handBackHeld, reason: "another event of this project is being worked"}
 	case errors.As(err, &contended):
-		return &retryLater{delay: w.projectWait(time.Second), why: "held", reason: "other events of this project kept writing its record"}
+		return &retryLater{delay: w.projectWait(time.Second), why: handBackHeld, reason: "other events of this project kept writing its record"}
 	case errors.As(err, &newer):
-		return handBackNewer(newer.Error())
+		return leaveToNewer(newer.Error())
 	}
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 			Msg("event already handled: result recorded by an earlier delivery published")
 		return nil
 	case rec.Creating() && rec.Creator != j.key:
-		return &retryLater{delay: w.projectWait(time.Second), why: "held", reason: "the project's group is still being created by another event"}
+		return &retryLater{delay: w.projectWait(time.Second), why: handBackHeld, reason: "the project's group is still being created by another event"}
 	case rec.Creator == j.key && !rec.Created:
 		return w.provision(ctx, stopping, j)
 	case rec.HasGroup() && rec.Kind != "" && rec.Kind != w.kind():
@@ -147,35 +147,6 @@ func (w *Worker) lockProject(ctx context.Context, j *job, fresh func(*projects.R
 func (w *Worker) projectWait(left time.Duration) time.Duration {
 	d := min(max(left, 100*time.Millisecond), time.Second)
 	return d/2 + rand.N(d/2+1)
-}
-
-// finish ends an event whose project now says what it did: the project's
-// record is written and let go (with next applied, when set), then the step
-// record keeps the result, then it is published. A worker that dies between
-// the writes leaves a project record whose LastEvent is this event: the
-// next delivery publishes that result (see apply).
-func (w *Worker) finish(ctx context.Context, j *job, subject string, data []byte, next *projects.Record, also func(*record)) error {
-	h, c := j.projectHold(), j.held()
-	err := h.lock.Unlock(ctx, func(r *projects.Record) {
-		if next != nil {
-			*r = *next
-		}
-		r.Answer(j.key, subject, data)
-	})
-	if err != nil {
-		return err
-	}
-	j.setHold(nil)
-	err = c.update(ctx, func(r *record) {
-		r.Step, r.ResultSubject, r.Result, r.ProjectKept = stepDone, subject, data, true
-		if also != nil {
-			also(r)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return w.publish(ctx, subject, msgID(subject, j.key), data)
 }
 
 // releaseProject lets the project go when the event is handed back or

@@ -3,10 +3,11 @@ package worker_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"provisioner/internal/natstest"
 	"slices"
 	"testing"
 	"time"
+
+	"provisioner/internal/natstest"
 
 	"provisioner/dingtalk/sim"
 	"provisioner/messages"

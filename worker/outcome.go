@@ -13,11 +13,29 @@ import (
 // is paused.
 type retryLater struct {
 	delay  time.Duration
-	why    string // one word for metrics: held, stopping, interrupted, paused
+	why    handBack
 	reason string
 	// paused: the wait is the budget's, not the event's; its retry budget
 	// starts again when it is next taken.
 	paused bool
+}
+
+// handBack is why an event goes back to JetStream unfinished.
+type handBack int
+
+// Why events are handed back; String is the metrics' label.
+const (
+	handBackHeld          handBack = iota // another delivery holds the event or its project
+	handBackPaused                        // work is paused (the quota, an operator)
+	handBackMisconfigured                 // DingTalk refused this worker's configuration
+	handBackNewer                         // a newer release's kind or record
+	handBackStopping                      // shutting down while waiting to retry
+	handBackInterrupted                   // the shutdown grace period ran out
+	handBackError                         // the worker could not record or publish: it tries again
+)
+
+func (h handBack) String() string {
+	return [...]string{"held", "paused", "misconfigured", "newer", "stopping", "interrupted", "error"}[h]
 }
 
 func (r *retryLater) Error() string {
@@ -63,9 +81,9 @@ func invalidFailure(err *messages.InvalidError) *failure {
 // waits before it is offered again (perhaps to a newer worker).
 const newerDelay = 5 * time.Second
 
-// handBackNewer hands back, unfailed and unwritten, an event that a newer
+// leaveToNewer hands back, unfailed and unwritten, an event that a newer
 // release must work: its kind, or a record it needs, is newer than this
 // release knows. A rolling upgrade's newer workers take it.
-func handBackNewer(why string) *retryLater {
-	return &retryLater{delay: newerDelay, paused: true, why: "newer", reason: "left for a newer release: " + why}
+func leaveToNewer(why string) *retryLater {
+	return &retryLater{delay: newerDelay, paused: true, why: handBackNewer, reason: "left for a newer release: " + why}
 }

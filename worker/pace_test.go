@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"provisioner/internal/natstest"
 	"strings"
 	"testing"
 	"time"
+
+	"provisioner/internal/natstest"
 
 	"provisioner/budget"
 	"provisioner/dingtalk/sim"

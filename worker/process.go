@@ -123,7 +123,7 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 	}()
 	if _, known := w.cfg.Subjects[j.msg.Subject()]; !known {
 		if v := w.newerContract(); v > 0 {
-			return handBackNewer(fmt.Sprintf("subject %q is not one this release (contract %d) knows, and the consumer was configured by contract %d", j.msg.Subject(), messages.Contract, v))
+			return leaveToNewer(fmt.Sprintf("subject %q is not one this release (contract %d) knows, and the consumer was configured by contract %d", j.msg.Subject(), messages.Contract, v))
 		}
 	}
 	ev, err := messages.Decode(j.msg.Subject(), w.cfg.Subjects, j.msg.Data())
@@ -161,9 +161,9 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 			Msg("event already handled: result published again")
 		return nil
 	case res.heldFor > 0:
-		return &retryLater{delay: res.heldFor, why: "held", reason: "another delivery is working this event"}
+		return &retryLater{delay: res.heldFor, why: handBackHeld, reason: "another delivery is working this event"}
 	case res.newer > 0:
-		return handBackNewer(fmt.Sprintf("its step record has schema %d, newer than this release's %d", res.newer, recordSchema))
+		return leaveToNewer(fmt.Sprintf("its step record has schema %d, newer than this release's %d", res.newer, recordSchema))
 	}
 	j.setClaim(res.claim)
 	if res.tookOver {
@@ -191,13 +191,13 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 			log.Warn().Err(err).Msg("ack failed; the event will be redelivered and its result published again")
 		}
 	case errors.As(err, &later):
-		j.tel.HandedBack(later.why, later.reason)
+		j.tel.HandedBack(later.why.String(), later.reason)
 		w.releaseClaim(sctx, j, log, later.paused)
 		if err := j.msg.NakWithDelay(later.delay); err != nil {
 			log.Warn().Err(err).Msg("handing back failed; JetStream redelivers after the ack wait")
 		}
 		line := log.Info()
-		if later.why == "misconfigured" {
+		if later.why == handBackMisconfigured {
 			line = log.Debug() // the halt is logged once, not once per event
 		}
 		line.Dur("retry_in", later.delay).Str("why", later.reason).Msg("event handed back")
@@ -206,7 +206,7 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 			delay := w.redeliveryDelay(j.delivered)
 			log.Error().Err(perr).Dur("retry_in", delay).Msg("could not publish the failure result; will try again")
 			w.releaseClaim(sctx, j, log, false)
-			j.tel.HandedBack("error", perr.Error())
+			j.tel.HandedBack(handBackError.String(), perr.Error())
 			_ = j.msg.NakWithDelay(delay)
 			return
 		}
@@ -228,7 +228,7 @@ func (w *Worker) settle(ctx context.Context, j *job, err error) {
 			w.releaseClaim(sctx, j, log, false)
 			log.Error().Err(err).Dur("retry_in", delay).Msg("event interrupted; will try again")
 		}
-		j.tel.HandedBack("error", err.Error())
+		j.tel.HandedBack(handBackError.String(), err.Error())
 		_ = j.msg.NakWithDelay(delay)
 	}
 }

@@ -3,8 +3,9 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"provisioner/internal/natstest"
 	"testing"
+
+	"provisioner/internal/natstest"
 
 	"provisioner/budget"
 	"provisioner/dingtalk/sim"

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"provisioner/internal/natstest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"provisioner/internal/natstest"
 
 	"provisioner/dingtalk"
 	"provisioner/dingtalk/sim"
