@@ -54,7 +54,7 @@ type Config struct {
 	// an older release wrote; 30 s.
 	CheckInterval time.Duration
 	// ExpireInterval is how often a worker forgets closed projects whose
-	// close is more than Retention old; 1 h, and never more than Retention.
+	// close is more than Retention old; 1 h, and never longer than Retention.
 	ExpireInterval time.Duration
 	InitialBackoff time.Duration         // first retry delay; 200 ms
 	MaxBackoff     time.Duration         // longest retry delay; 30 s
@@ -101,53 +101,60 @@ func DefaultSubjects() map[string]messages.Kind {
 	return out
 }
 
+// DefaultConfig is every default of Config in one place: what each zero
+// field becomes (InstanceID and Now excepted: they are the process's). The
+// commands read it for the variables they document.
+func DefaultConfig() Config {
+	return Config{
+		Subjects:     DefaultSubjects(),
+		EventsStream: "PROVISIONER_EVENTS", ResultsStream: "PROVISIONER_RESULTS", DeadLetterStream: "PROVISIONER_DEAD_LETTERS",
+		Consumer: "provisioner", Bucket: "provisioner_state", BudgetBucket: "provisioner_budget", ProjectBucket: "provisioner_projects",
+		ProvisionedSubject: "group.provisioned", UpdatedSubject: "group.updated", ClosedSubject: "group.closed",
+		FailedSubject: "group.failed", DeadLetterSubject: "provisioner.dead_letter",
+		Concurrency: 64, AckWait: 30 * time.Second, MaxAckPending: 1000, RetryBudget: 10 * time.Minute,
+		Retention: 30 * 24 * time.Hour, ShutdownGrace: 20 * time.Second, ProbeInterval: time.Minute,
+		CheckInterval: 30 * time.Second, ExpireInterval: time.Hour,
+		InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second, Storage: jetstream.FileStorage, Replicas: 1,
+		OnClose: CloseArchive, ClosedNamePrefix: "[已结束] ",
+	}
+}
+
+// PaceBucket is the bucket through which the workers share the per-second
+// budget: BudgetBucket with "_pace".
+func (c Config) PaceBucket() string { return c.BudgetBucket + "_pace" }
+
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if len(c.Subjects) == 0 {
-		c.Subjects = DefaultSubjects()
+		c.Subjects = d.Subjects
 	}
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
+	for _, f := range []struct{ v, def *string }{
+		{&c.EventsStream, &d.EventsStream}, {&c.ResultsStream, &d.ResultsStream}, {&c.DeadLetterStream, &d.DeadLetterStream},
+		{&c.Consumer, &d.Consumer}, {&c.Bucket, &d.Bucket}, {&c.BudgetBucket, &d.BudgetBucket}, {&c.ProjectBucket, &d.ProjectBucket},
+		{&c.ProvisionedSubject, &d.ProvisionedSubject}, {&c.UpdatedSubject, &d.UpdatedSubject}, {&c.ClosedSubject, &d.ClosedSubject},
+		{&c.FailedSubject, &d.FailedSubject}, {&c.DeadLetterSubject, &d.DeadLetterSubject},
+		{&c.OnClose, &d.OnClose}, {&c.ClosedNamePrefix, &d.ClosedNamePrefix},
+	} {
+		if *f.v == "" {
+			*f.v = *f.def
 		}
 	}
-	def(&c.EventsStream, "PROVISIONER_EVENTS")
-	def(&c.ResultsStream, "PROVISIONER_RESULTS")
-	def(&c.DeadLetterStream, "PROVISIONER_DEAD_LETTERS")
-	def(&c.Consumer, "provisioner")
-	def(&c.Bucket, "provisioner_state")
-	def(&c.BudgetBucket, "provisioner_budget")
-	def(&c.ProjectBucket, "provisioner_projects")
-	def(&c.ProvisionedSubject, "group.provisioned")
-	def(&c.UpdatedSubject, "group.updated")
-	def(&c.ClosedSubject, "group.closed")
-	def(&c.OnClose, CloseArchive)
-	if c.ClosedNamePrefix == "" {
-		c.ClosedNamePrefix = "[已结束] "
-	}
-	def(&c.FailedSubject, "group.failed")
-	def(&c.DeadLetterSubject, "provisioner.dead_letter")
-	dur := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&c.AckWait, &d.AckWait}, {&c.RetryBudget, &d.RetryBudget}, {&c.Retention, &d.Retention}, {&c.ShutdownGrace, &d.ShutdownGrace},
+		{&c.InitialBackoff, &d.InitialBackoff}, {&c.ProbeInterval, &d.ProbeInterval}, {&c.CheckInterval, &d.CheckInterval},
+		{&c.MaxBackoff, &d.MaxBackoff},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
 		}
 	}
-	dur(&c.AckWait, 30*time.Second)
-	dur(&c.RetryBudget, 10*time.Minute)
-	dur(&c.Retention, 30*24*time.Hour)
-	dur(&c.ShutdownGrace, 20*time.Second)
-	dur(&c.InitialBackoff, 200*time.Millisecond)
-	dur(&c.ProbeInterval, time.Minute)
-	dur(&c.CheckInterval, 30*time.Second)
-	dur(&c.ExpireInterval, min(time.Hour, c.Retention))
-	dur(&c.MaxBackoff, 30*time.Second)
-	if c.Concurrency == 0 {
-		c.Concurrency = 64
+	if c.ExpireInterval == 0 {
+		c.ExpireInterval = min(d.ExpireInterval, c.Retention) // never less often than Retention
 	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 1000
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
+	for _, f := range []struct{ v, def *int }{{&c.Concurrency, &d.Concurrency}, {&c.MaxAckPending, &d.MaxAckPending}, {&c.Replicas, &d.Replicas}} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
 	}
 	if c.InstanceID == "" {
 		host, _ := os.Hostname()

@@ -124,7 +124,7 @@ func (w *Worker) ConsumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, err
 func (w *Worker) Run(ctx context.Context) error {
 	if w.cfg.QPS > 0 {
 		p, err := budget.StartPacer(ctx, w.js, budget.PacerOptions{
-			Bucket: w.cfg.BudgetBucket + "_pace", ID: strings.NewReplacer(".", "_", " ", "_").Replace(w.cfg.InstanceID),
+			Bucket: w.cfg.PaceBucket(), ID: strings.NewReplacer(".", "_", " ", "_").Replace(w.cfg.InstanceID),
 			Limit: max(1, int(w.cfg.QPS)), Storage: w.cfg.Storage, Replicas: w.cfg.Replicas, Log: w.log, Now: w.cfg.Now,
 		})
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"provisioner/budget"
+	"provisioner/worker"
 )
 
 // BudgetEnv is what the worker and the pause, resume and budget commands
@@ -16,15 +17,17 @@ import (
 // it when embedded in env.)
 type BudgetEnv struct {
 	NATSEnv
-	Consumer              string  `envconfig:"CONSUMER" default:"provisioner"`
-	SubjectProjectCreated string  `envconfig:"SUBJECT_PROJECT_CREATED" default:"project.created"`
-	KVBudgetBucket        string  `envconfig:"KV_BUDGET_BUCKET" default:"provisioner_budget"`
+	Consumer              string  `envconfig:"CONSUMER"`
+	SubjectProjectCreated string  `envconfig:"SUBJECT_PROJECT_CREATED"`
+	KVBudgetBucket        string  `envconfig:"KV_BUDGET_BUCKET"`
 	DingTalkMonthlyQuota  int     `envconfig:"DINGTALK_MONTHLY_QUOTA" default:"0"`
 	DingTalkQPS           float64 `envconfig:"DINGTALK_QPS" default:"20"`
 }
 
-// paceBucket holds the workers sharing the per-second budget (worker.Config's rule).
-func (b *BudgetEnv) paceBucket() string { return b.KVBudgetBucket + "_pace" }
+// paceBucket holds the workers sharing the per-second budget.
+func (b *BudgetEnv) paceBucket() string {
+	return worker.Config{BudgetBucket: b.KVBudgetBucket}.PaceBucket()
+}
 
 // budgetConn is what the pause, resume and budget commands work with.
 type budgetConn struct {

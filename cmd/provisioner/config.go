@@ -1,13 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -16,7 +14,9 @@ import (
 )
 
 // env is the worker's configuration, read from the environment. The table in
-// docs/configuration.md lists the same variables; keep them in step.
+// docs/configuration.md lists the same variables; keep them in step. Those
+// the worker has a default for take it from worker.DefaultConfig when unset
+// (see workerDefaults); the others' defaults are their tags.
 type env struct {
 	BudgetEnv
 	TopologyEnv
@@ -29,37 +29,29 @@ type env struct {
 	DingTalkAppKey          string `envconfig:"DINGTALK_APP_KEY"`
 	DingTalkAppSecret       string `envconfig:"DINGTALK_APP_SECRET"`
 
-	Concurrency   int           `envconfig:"CONCURRENCY" default:"64"`
-	AckWait       time.Duration `envconfig:"ACK_WAIT" default:"30s"`
-	RetryBudget   time.Duration `envconfig:"RETRY_BUDGET" default:"10m"`
-	Retention     time.Duration `envconfig:"RETENTION" default:"720h"`
-	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"20s"`
+	Concurrency   int           `envconfig:"CONCURRENCY"`
+	AckWait       time.Duration `envconfig:"ACK_WAIT"`
+	RetryBudget   time.Duration `envconfig:"RETRY_BUDGET"`
+	Retention     time.Duration `envconfig:"RETENTION"`
+	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE"`
 
-	OnClose          string `envconfig:"ON_CLOSE" default:"archive"`
-	ClosedNamePrefix string `envconfig:"CLOSED_NAME_PREFIX" default:"[已结束] "`
+	OnClose          string `envconfig:"ON_CLOSE"`
+	ClosedNamePrefix string `envconfig:"CLOSED_NAME_PREFIX"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
 }
 
-// secretVars are never echoed, not even in a configuration error.
-var secretVars = map[string]bool{"DINGTALK_APP_SECRET": true, "NATS_CREDS": true, "NATS_PASSWORD": true, "NATS_KEY": true}
-
 // loadEnv reads and checks the configuration. Its error is one line that
 // names the variable and what is wrong with it.
 func loadEnv() (*env, error) {
 	var e env
-	if err := envconfig.Process("", &e); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			value := fmt.Sprintf("%q", pe.Value)
-			if secretVars[pe.KeyName] {
-				value = "its value"
-			}
-			return nil, usageError(fmt.Sprintf("provisioner: %s: cannot read %s as %s", pe.KeyName, value, typeName(pe.TypeName)))
-		}
-		return nil, usageError("provisioner: " + err.Error())
+	if err := readEnv(&e); err != nil {
+		return nil, err
 	}
+	defaults := newWorkerDefaults()
+	defaults.topology(&e.TopologyEnv, &e.BudgetEnv)
+	defaults.run(&e)
 	bad := func(name, problem string) error { return usageError("provisioner: " + name + " " + problem) }
 	switch {
 	case e.DingTalkAppKey == "":

@@ -160,13 +160,10 @@ func (d *demo) start(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	undo = append(undo, stopSim)
-	if d.nc, err = (&NATSEnv{NATSReplicas: 1}).connect(d.ns.ClientURL()); err != nil {
+	if d.nc, d.js, err = (&NATSEnv{NATSReplicas: 1}).jetStream(d.ns.ClientURL()); err != nil {
 		return nil, err
 	}
 	undo = append(undo, d.nc.Close)
-	if d.js, err = jetstream.New(d.nc); err != nil {
-		return nil, fmt.Errorf("provisioner: %w", err)
-	}
 	stopWorker, err := d.startWorker(ctx)
 	if err != nil {
 		return nil, err

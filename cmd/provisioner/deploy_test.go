@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"provisioner/telemetry"
+	"provisioner/worker"
 )
 
 // The deployment files cannot be run here (no Docker engine, no cluster), so
@@ -359,7 +360,8 @@ func TestKubernetesManifestsMatchTheCode(t *testing.T) {
 	if so.MaxReplicaCount < 1 || so.MaxReplicaCount > 10 {
 		t.Errorf("maxReplicaCount %d: cap it (the budget, not the replicas, sets throughput)", so.MaxReplicaCount)
 	}
-	consumer, stream := envDefault(t, "Consumer"), envDefault(t, "StreamEvents")
+	d := worker.DefaultConfig()
+	consumer, stream := d.Consumer, d.EventsStream
 	if v, ok := cm.Data["CONSUMER"]; ok {
 		consumer = v
 	}
@@ -491,17 +493,6 @@ func readYAML(t *testing.T, path string, v any) {
 	if err := yaml.Unmarshal(data, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-}
-
-func envDefault(t *testing.T, field string) string {
-	t.Helper()
-	for _, typ := range []reflect.Type{reflect.TypeOf(env{}), reflect.TypeOf(BudgetEnv{}), reflect.TypeOf(TopologyEnv{})} {
-		if f, ok := typ.FieldByName(field); ok {
-			return f.Tag.Get("default")
-		}
-	}
-	t.Fatalf("no configuration field %s", field)
-	return ""
 }
 
 func flagValue(args []string, name string) string {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"provisioner/worker"
 )
 
@@ -67,14 +65,14 @@ KV_PROJECT_BUCKET and RETENTION too.
 // retentionEnv is the one worker setting inspect project needs beyond the
 // operators' environment.
 type retentionEnv struct {
-	Retention time.Duration `envconfig:"RETENTION" default:"720h"`
+	Retention time.Duration `envconfig:"RETENTION"`
 }
 
 // project prints a project's record.
 func (c *InspectCommand) project(ctx context.Context, recs *worker.Records, family, refID string) error {
-	var env retentionEnv
-	if err := envconfig.Process("", &env); err != nil {
-		return usageError("provisioner: inspect: RETENTION: " + err.Error())
+	env := retentionEnv{Retention: worker.DefaultConfig().Retention}
+	if err := readEnv(&env); err != nil {
+		return err
 	}
 	lines, err := recs.DescribeProject(ctx, family, refID, env.Retention)
 	if errors.Is(err, worker.ErrNoRecord) {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -42,18 +41,14 @@ func (c *LoadCommand) Run(ctx context.Context, args []string) error {
 		url = nats.DefaultURL
 	}
 	var ne NATSEnv
-	if err := envconfig.Process("", &ne); err != nil {
-		return usageError("provisioner: " + err.Error())
+	if err := readEnv(&ne); err != nil {
+		return err
 	}
-	nc, err := ne.connect(url)
+	nc, js, err := ne.jetStream(url)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("provisioner: %w", err)
-	}
 	if o.producer != "" {
 		if err := ensureProducerStream(ctx, js, o.producer, c.main.Stdout); err != nil || o.n == 0 {
 			return err

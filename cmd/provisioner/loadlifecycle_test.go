@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"provisioner/internal/natstest"
 	"strings"
 	"testing"
+
+	"provisioner/internal/natstest"
 
 	"provisioner/dingtalk/sim"
 )

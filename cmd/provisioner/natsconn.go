@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"provisioner/streams"
 )
@@ -128,6 +129,21 @@ func (n *NATSEnv) options() ([]nats.Option, error) {
 		opts = append(opts, nats.Secure(cfg))
 	}
 	return opts, nil
+}
+
+// jetStream connects (see connect) and opens JetStream on the connection:
+// what every command that talks to the workers' NATS starts with.
+func (n *NATSEnv) jetStream(natsURL string, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := n.connect(natsURL, extra...)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("provisioner: %w", err)
+	}
+	return nc, js, nil
 }
 
 // connect connects as a long-running service: reconnecting for ever, unless

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -18,21 +16,21 @@ import (
 // budget: subjects, streams and the step-record bucket. The worker, dlq and
 // inspect read it alike. (Exported so that envconfig fills it when embedded.)
 type TopologyEnv struct {
-	SubjectEventScheduled   string `envconfig:"SUBJECT_EVENT_SCHEDULED" default:"event.scheduled"`
-	SubjectProjectUpdated   string `envconfig:"SUBJECT_PROJECT_UPDATED" default:"project.updated"`
-	SubjectEventUpdated     string `envconfig:"SUBJECT_EVENT_UPDATED" default:"event.updated"`
-	SubjectProjectClosed    string `envconfig:"SUBJECT_PROJECT_CLOSED" default:"project.closed"`
-	SubjectEventCancelled   string `envconfig:"SUBJECT_EVENT_CANCELLED" default:"event.cancelled"`
-	SubjectGroupProvisioned string `envconfig:"SUBJECT_GROUP_PROVISIONED" default:"group.provisioned"`
-	SubjectGroupUpdated     string `envconfig:"SUBJECT_GROUP_UPDATED" default:"group.updated"`
-	SubjectGroupClosed      string `envconfig:"SUBJECT_GROUP_CLOSED" default:"group.closed"`
-	SubjectGroupFailed      string `envconfig:"SUBJECT_GROUP_FAILED" default:"group.failed"`
-	SubjectDeadLetter       string `envconfig:"SUBJECT_DEAD_LETTER" default:"provisioner.dead_letter"`
-	StreamEvents            string `envconfig:"STREAM_EVENTS" default:"PROVISIONER_EVENTS"`
-	StreamResults           string `envconfig:"STREAM_RESULTS" default:"PROVISIONER_RESULTS"`
-	StreamDeadLetters       string `envconfig:"STREAM_DEAD_LETTERS" default:"PROVISIONER_DEAD_LETTERS"`
-	KVBucket                string `envconfig:"KV_BUCKET" default:"provisioner_state"`
-	KVProjectBucket         string `envconfig:"KV_PROJECT_BUCKET" default:"provisioner_projects"`
+	SubjectEventScheduled   string `envconfig:"SUBJECT_EVENT_SCHEDULED"`
+	SubjectProjectUpdated   string `envconfig:"SUBJECT_PROJECT_UPDATED"`
+	SubjectEventUpdated     string `envconfig:"SUBJECT_EVENT_UPDATED"`
+	SubjectProjectClosed    string `envconfig:"SUBJECT_PROJECT_CLOSED"`
+	SubjectEventCancelled   string `envconfig:"SUBJECT_EVENT_CANCELLED"`
+	SubjectGroupProvisioned string `envconfig:"SUBJECT_GROUP_PROVISIONED"`
+	SubjectGroupUpdated     string `envconfig:"SUBJECT_GROUP_UPDATED"`
+	SubjectGroupClosed      string `envconfig:"SUBJECT_GROUP_CLOSED"`
+	SubjectGroupFailed      string `envconfig:"SUBJECT_GROUP_FAILED"`
+	SubjectDeadLetter       string `envconfig:"SUBJECT_DEAD_LETTER"`
+	StreamEvents            string `envconfig:"STREAM_EVENTS"`
+	StreamResults           string `envconfig:"STREAM_RESULTS"`
+	StreamDeadLetters       string `envconfig:"STREAM_DEAD_LETTERS"`
+	KVBucket                string `envconfig:"KV_BUCKET"`
+	KVProjectBucket         string `envconfig:"KV_PROJECT_BUCKET"`
 }
 
 // inputs maps each input subject to its kind.
@@ -81,13 +79,10 @@ func (o *opsEnv) workerConfig() worker.Config { return o.TopologyEnv.workerConfi
 // readOps reads the operators' commands' environment.
 func readOps() (*opsEnv, error) {
 	o := &opsEnv{}
-	if err := envconfig.Process("", o); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return nil, usageError(fmt.Sprintf("provisioner: %s: cannot read %q as %s", pe.KeyName, pe.Value, typeName(pe.TypeName)))
-		}
-		return nil, usageError("provisioner: " + err.Error())
+	if err := readEnv(o); err != nil {
+		return nil, err
 	}
+	newWorkerDefaults().topology(&o.TopologyEnv, &o.BudgetEnv)
 	return o, nil
 }
 
@@ -110,14 +105,9 @@ func (o *opsEnv) connect(extra ...nats.Option) (js jetstream.JetStream, done fun
 		url = "nats://" + o.NATSListen
 	}
 	opts := append([]nats.Option{nats.MaxReconnects(0), nats.Timeout(5 * time.Second)}, extra...)
-	nc, err := o.NATSEnv.connect(url, opts...)
+	nc, js, err := o.NATSEnv.jetStream(url, opts...)
 	if err != nil {
 		return nil, nil, err
-	}
-	js, err = jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("provisioner: %w", err)
 	}
 	return js, nc.Close, nil
 }

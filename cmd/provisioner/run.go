@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -80,15 +79,11 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 		natsURL = ns.ClientURL()
 		log.Info().Str("url", natsURL).Str("store_dir", e.NATSStoreDir).Msg("embedded NATS server with JetStream started")
 	}
-	nc, err := e.NATSEnv.connect(natsURL)
+	nc, js, err := e.NATSEnv.jetStream(natsURL)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("provisioner: %w", err)
-	}
 	tp, stopTracing, err := tracerProvider(ctx, log)
 	if err != nil {
 		return err
