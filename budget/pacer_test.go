@@ -2,6 +2,7 @@ package budget_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -26,9 +27,10 @@ func startPacer(t *testing.T, js jetstream.JetStream, id string) *budget.Pacer {
 // look that the shares never add up to more than the limit.
 func waitShares(t *testing.T, what string, pacers []*budget.Pacer, want func([]int) bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		shares, sum := make([]int, len(pacers)), 0
+	var shares []int
+	natstest.Eventually(t, 30*time.Second, what, func() bool {
+		shares = make([]int, len(pacers))
+		sum := 0
 		for i, p := range pacers {
 			shares[i] = p.Status().Share
 			sum += shares[i]
@@ -36,14 +38,8 @@ func waitShares(t *testing.T, what string, pacers []*budget.Pacer, want func([]i
 		if sum > 20 {
 			t.Fatalf("%s: shares %v add up to %d, more than the limit of 20", what, shares, sum)
 		}
-		if want(shares) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: shares still %v", what, shares)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return want(shares)
+	}, func() string { return fmt.Sprintf("shares still %v", shares) })
 }
 
 // sorted wants the shares, in any order.
@@ -99,13 +95,7 @@ func TestHoldsReachEveryWorker(t *testing.T) {
 			if err := a.Hold(ctx, tt.hold, until); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for b.Status().Holds[tt.hold].IsZero() {
-				if time.Now().After(deadline) {
-					t.Fatal("b never saw the hold")
-				}
-				time.Sleep(time.Millisecond)
-			}
+			natstest.Eventually(t, 10*time.Second, "b to see the hold", func() bool { return !b.Status().Holds[tt.hold].IsZero() }, nil)
 			for _, api := range tt.free {
 				if err := b.Wait(ctx, api); err != nil {
 					t.Fatal(err)

@@ -69,11 +69,7 @@ func setup(t *testing.T) (*sim.Server, jetstream.JetStream, func(subject, id str
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	natstest.Eventually(t, 30*time.Second, what, cond, nil)
 }
 
 // A replay interrupted at any step is finished by running it again, and

@@ -6,11 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"provisioner/dingtalk/sim"
+	"provisioner/internal/natstest"
 )
 
 const (
@@ -64,24 +64,9 @@ func setupMux(t *testing.T, opts ...func(*Options)) (*Client, *http.ServeMux, *h
 	return c, mux, srv
 }
 
-// fakeClock is a clock tests move by hand; shared by a client and a simulator.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time // guarded by mu
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newFakeClock is a clock tests move by hand; shared by a client and a simulator.
+func newFakeClock() *natstest.Clock {
+	return natstest.FrozenClock(time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC))
 }
 
 func TestNewClientValidatesOptions(t *testing.T) {

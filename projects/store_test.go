@@ -6,21 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"provisioner/internal/natstest"
 )
 
 func newStore(t *testing.T, now func() time.Time) *Store {
 	t.Helper()
-	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "projects"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, kv := natstest.Bucket(t, "projects")
 	return NewStore(js, kv, 10*time.Second, now)
 }
 

@@ -15,31 +15,14 @@ import (
 
 func testBucket(t *testing.T) jetstream.KeyValue {
 	t.Helper()
-	js, _ := jetstream.New(natstest.Connect(t, natstest.Server(t)))
-	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "claims"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kv := natstest.Bucket(t, "claims")
 	return kv
-}
-
-// clock is a hand-moved clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time // guarded by mu
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 func TestOnlyOneDeliveryHoldsAnEvent(t *testing.T) {
 	kv := testBucket(t)
 	ctx := context.Background()
-	clk := &clock{t: time.Now()}
+	clk := &natstest.Clock{}
 	const lease = 10 * time.Second
 
 	// Ten deliveries of one event at once: exactly one holds it.
@@ -47,7 +30,7 @@ func TestOnlyOneDeliveryHoldsAnEvent(t *testing.T) {
 	results := make(chan claimResult, 10)
 	for i := range 10 {
 		wg.Go(func() {
-			r, err := acquire(ctx, kv, "k", record{Holder: string(rune('a' + i))}, lease, clk.now)
+			r, err := acquire(ctx, kv, "k", record{Holder: string(rune('a' + i))}, lease, clk.Now)
 			if err != nil {
 				t.Errorf("acquire: %v", err)
 			}
@@ -75,8 +58,8 @@ func TestOnlyOneDeliveryHoldsAnEvent(t *testing.T) {
 	}
 
 	// The holder stalls past its lease: the next delivery takes over where it stopped.
-	clk.advance(lease + time.Second)
-	next, err := acquire(ctx, kv, "k", record{Holder: "z"}, lease, clk.now)
+	clk.Advance(lease + time.Second)
+	next, err := acquire(ctx, kv, "k", record{Holder: "z"}, lease, clk.Now)
 	if err != nil || next.claim == nil || !next.tookOver {
 		t.Fatalf("takeover after the lease: %+v, %v", next, err)
 	}
@@ -90,7 +73,7 @@ func TestOnlyOneDeliveryHoldsAnEvent(t *testing.T) {
 	if err := next.claim.update(ctx, func(r *record) { r.Step = stepDone }); err != nil {
 		t.Fatal(err)
 	}
-	done, err := acquire(ctx, kv, "k", record{Holder: "y"}, lease, clk.now)
+	done, err := acquire(ctx, kv, "k", record{Holder: "y"}, lease, clk.Now)
 	if err != nil || done.done == nil || done.done.InviteURL == "stale" {
 		t.Fatalf("after done: %+v, %v", done, err)
 	}
@@ -99,7 +82,7 @@ func TestOnlyOneDeliveryHoldsAnEvent(t *testing.T) {
 func TestTakeoverSuspectsAnUnansweredCreate(t *testing.T) {
 	kv := testBucket(t)
 	ctx := context.Background()
-	clk := &clock{t: time.Now()}
+	clk := &natstest.Clock{}
 	tests := []struct {
 		name   string
 		before func(c *claim) error // what the first holder did before it vanished
@@ -128,15 +111,15 @@ func TestTakeoverSuspectsAnUnansweredCreate(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			key := fmt.Sprintf("k%d", i)
-			first, err := acquire(ctx, kv, key, record{Holder: "a"}, time.Second, clk.now)
+			first, err := acquire(ctx, kv, key, record{Holder: "a"}, time.Second, clk.Now)
 			if err != nil || first.claim == nil {
 				t.Fatal(err)
 			}
 			if err := tt.before(first.claim); err != nil {
 				t.Fatal(err)
 			}
-			clk.advance(2 * time.Second)
-			next, err := acquire(ctx, kv, key, record{Holder: "b"}, time.Second, clk.now)
+			clk.Advance(2 * time.Second)
+			next, err := acquire(ctx, kv, key, record{Holder: "b"}, time.Second, clk.Now)
 			if err != nil || next.claim == nil {
 				t.Fatalf("takeover: %+v, %v", next, err)
 			}

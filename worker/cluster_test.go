@@ -25,7 +25,7 @@ type clusterEnv struct {
 	js     jetstream.JetStream // the test's own connection, to every node
 	sim    *sim.Server
 	groups dingtalk.Groups
-	logs   *syncBuffer
+	logs   *natstest.LogBuffer
 }
 
 func newClusterEnv(t *testing.T) *clusterEnv {
@@ -42,7 +42,7 @@ func newClusterEnv(t *testing.T) *clusterEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &clusterEnv{t: t, c: c, js: js, sim: s, groups: dingtalk.NewChatGroups(client), logs: &syncBuffer{}}
+	return &clusterEnv{t: t, c: c, js: js, sim: s, groups: dingtalk.NewChatGroups(client), logs: &natstest.LogBuffer{}}
 }
 
 // newWorker creates a worker on a connection of its own to every node.
@@ -115,13 +115,7 @@ func (ce *clusterEnv) stored(stream string) int {
 
 func (ce *clusterEnv) waitFor(what string, within time.Duration, cond func() bool) {
 	ce.t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			ce.t.Fatalf("timed out after %v waiting for %s; last log lines:\n%s", within, what, ce.logs.tail(20))
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition
-	}
+	natstest.Eventually(ce.t, within, what, cond, func() string { return "last log lines:\n" + ce.logs.Tail(20) })
 }
 
 // Three workers starting at the same moment on a cluster, with three
@@ -181,8 +175,8 @@ func TestReplicasAreRaisedNeverLowered(t *testing.T) {
 			}
 		}
 	}
-	if countLines(ce.logs.all(), `"stream":"PROVISIONER_EVENTS","from":1,"to":3`) == 0 {
-		t.Errorf("no log line says the events stream was raised from 1 to 3:\n%s", ce.logs.tail(20))
+	if countLines(ce.logs.Lines(), `"stream":"PROVISIONER_EVENTS","from":1,"to":3`) == 0 {
+		t.Errorf("no log line says the events stream was raised from 1 to 3:\n%s", ce.logs.Tail(20))
 	}
 }
 
@@ -304,7 +298,7 @@ func TestAProducersStreamIsLeftAlone(t *testing.T) {
 	if got := ce.replicas("PROVISIONER_RESULTS"); got != 3 {
 		t.Errorf("the worker's results stream has %d replicas, want 3", got)
 	}
-	if n := countLines(ce.logs.all(), `"stream":"HR_EVENTS","replicas":1,"wanted":3`); n != 1 {
-		t.Errorf("%d warnings about the producer's stream, want 1:\n%s", n, ce.logs.tail(10))
+	if n := countLines(ce.logs.Lines(), `"stream":"HR_EVENTS","replicas":1,"wanted":3`); n != 1 {
+		t.Errorf("%d warnings about the producer's stream, want 1:\n%s", n, ce.logs.Tail(10))
 	}
 }

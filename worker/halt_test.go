@@ -37,7 +37,7 @@ func TestRefusedSecretHaltsTheWorkerNotTheEvents(t *testing.T) {
 			if got := e.stored("PROVISIONER_RESULTS"); got != 0 {
 				t.Fatalf("%d results while the secret was refused, want none", got)
 			}
-			if got := countLines(e.logs.all(), "it takes no events until that is mended"); got != 1 {
+			if got := countLines(e.logs.Lines(), "it takes no events until that is mended"); got != 1 {
 				t.Errorf("the halt was logged %d times, want once", got)
 			}
 			e.sim.ResetSecret("secret") // someone put the old secret back

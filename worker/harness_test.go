@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,7 +50,7 @@ type env struct {
 	client *dingtalk.Client
 	groups dingtalk.Groups
 	simURL string
-	logs   *syncBuffer
+	logs   *natstest.LogBuffer
 }
 
 // newEnv is a world in the default mode, v1.
@@ -68,7 +67,7 @@ func newModeEnv(t testing.TB, simCfg sim.Config, m mode) *env {
 // newEnvOn is a world on a server the test started (on a fixture's store, say).
 func newEnvOn(t testing.TB, ns *server.Server, simCfg sim.Config, m mode) *env {
 	t.Helper()
-	e := &env{t: t, mode: m, ns: ns, logs: &syncBuffer{}}
+	e := &env{t: t, mode: m, ns: ns, logs: &natstest.LogBuffer{}}
 	e.js = e.connect()
 
 	simCfg.AppKey, simCfg.AppSecret = "key", "secret"
@@ -222,20 +221,15 @@ func (e *env) readStreamWithin(stream string, want int, within time.Duration) []
 	if err != nil {
 		e.t.Fatalf("stream %s: %v", stream, err)
 	}
-	deadline := time.Now().Add(within)
-	for {
+	stored := 0
+	natstest.Eventually(e.t, within, fmt.Sprintf("%d messages in %s", want, stream), func() bool {
 		info, err := s.Info(ctx)
 		if err != nil {
 			e.t.Fatalf("stream %s: %v", stream, err)
 		}
-		if int(info.State.Msgs) >= want {
-			break
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: %d messages after %v, want %d; last log lines:\n%s", stream, info.State.Msgs, within, want, e.logs.tail(20))
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition: results not yet published
-	}
+		stored = int(info.State.Msgs)
+		return stored >= want
+	}, func() string { return fmt.Sprintf("%d there; last log lines:\n%s", stored, e.logs.Tail(20)) })
 	cons, err := e.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		e.t.Fatalf("ordered consumer on %s: %v", stream, err)
@@ -258,13 +252,7 @@ func (e *env) readStreamWithin(stream string, want int, within time.Duration) []
 // waitFor polls cond until it holds or 60 s pass.
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s; last log lines:\n%s", what, e.logs.tail(20))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	natstest.Eventually(e.t, 60*time.Second, what, cond, func() string { return "last log lines:\n" + e.logs.Tail(20) })
 }
 
 // pending is how many messages the consumer has not settled.
@@ -279,30 +267,6 @@ func (e *env) pending() int {
 		e.t.Fatal(err)
 	}
 	return int(info.NumPending) + info.NumAckPending
-}
-
-// syncBuffer collects log lines from concurrent writers.
-type syncBuffer struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.lines = append(b.lines, strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func (b *syncBuffer) all() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string(nil), b.lines...)
-}
-
-func (b *syncBuffer) tail(n int) string {
-	l := b.all()
-	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
 
 func members(prefix string, n int) []string {

@@ -216,7 +216,7 @@ func TestUpdateCallCounts(t *testing.T) {
 			total := e.sim.Stats().Calls
 			e.publish("project.updated", upd) // the same events again: the same results (the stream drops the copies)
 			e.publish("project.closed", map[string]any{"id": "x", "project_id": "P"})
-			e.waitFor("both repeats handled", func() bool { return countLines(e.logs.all(), "event already handled") == 2 })
+			e.waitFor("both repeats handled", func() bool { return countLines(e.logs.Lines(), "event already handled") == 2 })
 			for api, n := range e.sim.Stats().Calls {
 				if n != total[api] && api != m.tokenAPI {
 					t.Errorf("repeated events called %s %d more times", api, n-total[api])

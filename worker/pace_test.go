@@ -40,7 +40,7 @@ func paced(tb testing.TB, model sim.QPSModel, workers, events, qps int, latency,
 	}
 	e.waitFor("every worker's share of the budget", func() bool {
 		shared := map[string]bool{}
-		for _, l := range e.logs.all() {
+		for _, l := range e.logs.Lines() {
 			var line struct{ Instance, Message string }
 			if json.Unmarshal([]byte(l), &line) == nil && strings.HasPrefix(line.Message, "this worker's share") {
 				shared[line.Instance] = true

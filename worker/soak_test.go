@@ -144,7 +144,7 @@ func soak(tb testing.TB, m mode, simCfg sim.Config, qps float64, events, kills i
 			flagged[r.Name] = true
 		}
 	}
-	out.flaggedByKill, out.flaggedBy502 = flagCauses(tb, e.logs.all())
+	out.flaggedByKill, out.flaggedBy502 = flagCauses(tb, e.logs.Lines())
 	perName := map[string]int{}
 	for _, g := range e.sim.Groups() {
 		perName[g.Name]++

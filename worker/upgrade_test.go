@@ -66,8 +66,8 @@ func TestUpgradeFromReleaseBeforeProjectRecords(t *testing.T) {
 	if !strings.Contains(command, "nats stream edit HR_EVENTS --subjects") || !strings.Contains(command, "project.updated") {
 		t.Errorf("command = %q", command)
 	}
-	if n := countLines(e.logs.all(), `"projects":16,"time"`); n != 1 {
-		t.Errorf("%d start lines saying 16 project records were built, want 1:\n%s", n, e.logs.tail(30))
+	if n := countLines(e.logs.Lines(), `"projects":16,"time"`); n != 1 {
+		t.Errorf("%d start lines saying 16 project records were built, want 1:\n%s", n, e.logs.Tail(30))
 	}
 
 	// An event on a subject no stream captures is refused at the producer, not lost unseen.
@@ -165,7 +165,7 @@ func TestUpgradeKeepsANewerConsumer(t *testing.T) {
 	e.publish("project.created", project("c1", "m1"))
 	e.readStream("PROVISIONER_RESULTS", 1)
 	e.waitFor("the unknown kind handed back", func() bool {
-		return countLines(e.logs.all(), `left for a newer release: subject \"project.archived\"`) > 0
+		return countLines(e.logs.Lines(), `left for a newer release: subject \"project.archived\"`) > 0
 	})
 	r.stop(t)
 	cons, err := e.js.Consumer(ctx, "PROVISIONER_EVENTS", "provisioner")
@@ -223,7 +223,7 @@ func TestRecordsOfANewerReleaseAreLeftAlone(t *testing.T) {
 			}
 			e.publish(tt.subj, tt.event)
 			e.waitFor("the event handed back", func() bool {
-				return countLines(e.logs.all(), "left for a newer release") > 0
+				return countLines(e.logs.Lines(), "left for a newer release") > 0
 			})
 			entry, err := kv.Get(ctx, tt.key)
 			if err != nil || entry.Revision() != rev || string(entry.Value()) != string(future) {

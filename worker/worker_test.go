@@ -83,7 +83,7 @@ func bothSubjectsEndToEnd(t *testing.T, m mode) {
 		t.Errorf("DingTalk calls: %v; want 2 %s, 2 %s, 1 %s and nothing else", st.Calls, m.create, m.link, m.tokenAPI)
 	}
 	e.waitFor("every message settled", func() bool { return e.pending() == 0 })
-	for _, line := range e.logs.all() {
+	for _, line := range e.logs.Lines() {
 		if strings.Contains(line, `"group provisioned"`) && !strings.Contains(line, `"event_id":"evt-`) {
 			t.Errorf("log line without the event id: %s", line)
 		}

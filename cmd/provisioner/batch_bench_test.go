@@ -46,7 +46,7 @@ func BenchmarkBatch10000Rows(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		err := (&Main{Stdout: &syncWriter{}, Stderr: &syncWriter{}}).Run(ctx, []string{"batch", "-f", file, "-wait", "1ms"})
+		err := (&Main{Stdout: &natstest.LogBuffer{}, Stderr: &natstest.LogBuffer{}}).Run(ctx, []string{"batch", "-f", file, "-wait", "1ms"})
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d of %d rows have no result yet", rows, rows)) {
 			b.Fatalf("batch: %v", err)
 		}

@@ -119,9 +119,9 @@ func (p *pipeline) setEventsStream(change func(*jetstream.StreamConfig)) {
 
 // startCommand runs provisioner as a separate process (this test binary,
 // told by TestMain to be the command), so that it can be killed.
-func startCommand(t *testing.T, args ...string) (*exec.Cmd, *syncWriter) {
+func startCommand(t *testing.T, args ...string) (*exec.Cmd, *natstest.LogBuffer) {
 	t.Helper()
-	out := &syncWriter{}
+	out := &natstest.LogBuffer{}
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), beCommandEnv+"=1")
 	cmd.Stdout, cmd.Stderr = out, out
@@ -150,7 +150,7 @@ func TestBatchOnboarding(t *testing.T) {
 	p.setEventsStream(func(c *jetstream.StreamConfig) { c.Duplicates = 100 * time.Millisecond })
 
 	t.Run("dry run", func(t *testing.T) {
-		var stdout, stderr syncWriter
+		var stdout, stderr natstest.LogBuffer
 		err := (&Main{Stdout: &stdout, Stderr: &stderr}).Run(context.Background(), []string{"batch", "-f", file, "-dry-run"})
 		if exitCode(err) != 1 || err == nil || !strings.Contains(err.Error(), "5 of 500 rows are invalid") {
 			t.Errorf("dry run: %v, want exit 1 saying 5 of 500 rows are invalid", err)
@@ -160,7 +160,7 @@ func TestBatchOnboarding(t *testing.T) {
 		}
 	})
 	t.Run("invalid rows stop the batch", func(t *testing.T) {
-		var stdout, stderr syncWriter
+		var stdout, stderr natstest.LogBuffer
 		err := (&Main{Stdout: &stdout, Stderr: &stderr}).Run(context.Background(), []string{"batch", "-f", file})
 		if exitCode(err) != 1 || !strings.Contains(err.Error(), "nothing was published") {
 			t.Errorf("without -skip-invalid: %v", err)
@@ -187,7 +187,7 @@ func TestBatchOnboarding(t *testing.T) {
 	}
 	p.setEventsStream(func(c *jetstream.StreamConfig) { c.MaxMsgs, c.Discard = -1, jetstream.DiscardOld })
 
-	var stderr syncWriter
+	var stderr natstest.LogBuffer
 	err := (&Main{Stdout: &stderr, Stderr: &stderr}).Run(context.Background(), []string{"batch", "-f", file, "-o", out, "-skip-invalid", "-progress", "100ms", "-wait", "20s"})
 	if exitCode(err) != 1 || !strings.Contains(err.Error(), "of 500 rows, 3 failed and 5 are invalid") {
 		t.Fatalf("the run again: %v, want exit 1 for 3 failed and 5 invalid\n%s\nworker:\n%s", err, stderr.String(), lastLines(p.logs.String(), 30))
@@ -249,7 +249,7 @@ func TestBatchOnboarding(t *testing.T) {
 				}
 			}
 			events := len(p.eventsByMsgID())
-			var stderr syncWriter
+			var stderr natstest.LogBuffer
 			err := (&Main{Stdout: &stderr, Stderr: &stderr}).Run(context.Background(), []string{"batch", "-f", file, "-o", out, "-skip-invalid"})
 			if exitCode(err) != 1 {
 				t.Errorf("exit %d (%v), want 1: rows failed", exitCode(err), err)
@@ -304,7 +304,7 @@ func TestBatchWritesWhatIsKnown(t *testing.T) {
 		return out
 	}
 
-	var stdout, stderr syncWriter
+	var stdout, stderr natstest.LogBuffer
 	err := (&Main{Stdout: &stdout, Stderr: &stderr}).Run(ctx, []string{"batch", "-f", file, "-o", "-", "-wait", "100ms"})
 	if exitCode(err) != 1 || !strings.Contains(err.Error(), "3 of 3 rows have no result yet") {
 		t.Errorf("-wait: %v, want exit 1 with 3 rows pending", err)
@@ -325,18 +325,14 @@ func TestBatchWritesWhatIsKnown(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.csv")
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stderr = syncWriter{}
+	stderr = natstest.LogBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- (&Main{Stdout: &stderr, Stderr: &stderr}).Run(cctx, []string{"batch", "-f", file, "-o", out, "-progress", "10ms"})
 	}()
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(stderr.String(), `"phase":"waiting for results","rows":3,"provisioned":1,"updated":0,"failed":1`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no progress line waiting with a and b done:\n%s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	natstest.Eventually(t, time.Minute, "a progress line waiting with a and b done", func() bool {
+		return strings.Contains(stderr.String(), `"phase":"waiting for results","rows":3,"provisioned":1,"updated":0,"failed":1`)
+	}, stderr.String)
 	cancel() // Ctrl-C
 	if err := <-done; exitCode(err) != 1 || !strings.Contains(err.Error(), "1 of 3 rows have no result yet") {
 		t.Errorf("interrupted: %v", err)
@@ -398,7 +394,7 @@ func TestBatchUpdates(t *testing.T) {
 		return path
 	}
 	batchRun := func(args ...string) (string, error) {
-		var out syncWriter
+		var out natstest.LogBuffer
 		err := (&Main{Stdout: &out, Stderr: &out}).Run(context.Background(), append([]string{"batch", "-wait", "30s"}, args...))
 		return out.String(), err
 	}

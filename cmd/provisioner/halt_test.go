@@ -35,19 +35,13 @@ func TestWrongSecretFailsNoEvent(t *testing.T) {
 		body := fmt.Sprintf(`{"id":"ws-%d","project_id":"P%d","name":"Wrong secret %d","owner":"u1","members":["u2"]}`, i, i, i)
 		publishWhenReady(t, js, "project.created", []byte(body))
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	addr := healthAddr(t, &r.stderr)
 	var body string
-	for { // not ready, saying why
-		code, b := get(t, "http://"+addr+"/readyz")
-		if body = b; code == http.StatusServiceUnavailable && strings.Contains(b, "misconfigured: credentials") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz answered %d %q, want 503 misconfigured: credentials\n%s", code, b, r.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition
-	}
+	var code int
+	natstest.Eventually(t, 30*time.Second, "/readyz to answer 503 misconfigured: credentials", func() bool { // not ready, saying why
+		code, body = get(t, "http://"+addr+"/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "misconfigured: credentials")
+	}, func() string { return fmt.Sprintf("it answered %d %q\n%s", code, body, r.stderr.String()) })
 	if !strings.Contains(body, "invalidClientIdOrSecret") {
 		t.Errorf("/readyz does not say what DingTalk answered: %q", body)
 	}
@@ -64,12 +58,9 @@ func TestWrongSecretFailsNoEvent(t *testing.T) {
 	// Restarted with the right secret: every event provisioned.
 	t.Setenv("DINGTALK_APP_SECRET", "the-right-secret")
 	r2 := startRun(t)
-	for streamMsgs(t, js, "PROVISIONER_RESULTS") < n {
-		if time.Now().After(deadline.Add(30 * time.Second)) {
-			t.Fatalf("results after the restart: %d, want %d\n%s", streamMsgs(t, js, "PROVISIONER_RESULTS"), n, r2.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition
-	}
+	natstest.Eventually(t, time.Minute, fmt.Sprintf("%d results after the restart", n), func() bool {
+		return streamMsgs(t, js, "PROVISIONER_RESULTS") >= n
+	}, r2.stderr.String)
 	r2.stop(t)
 	if got := len(simServer.Groups()); got != n {
 		t.Errorf("%d groups, want %d", got, n)
@@ -79,20 +70,20 @@ func TestWrongSecretFailsNoEvent(t *testing.T) {
 	}
 }
 
-func healthAddr(t *testing.T, logs *syncWriter) string {
+func healthAddr(t *testing.T, logs *natstest.LogBuffer) string {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, line := range strings.Split(logs.String(), "\n") {
+	var addr string
+	natstest.Eventually(t, 30*time.Second, "the health server in the log", func() bool {
+		for _, line := range logs.Lines() {
 			var l struct{ Message, Addr string }
 			if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Message, "serving /healthz") {
-				return l.Addr
+				addr = l.Addr
+				return true
 			}
 		}
-		time.Sleep(20 * time.Millisecond) // polling: the server is not up yet
-	}
-	t.Fatalf("no health server in the log:\n%s", logs.String())
-	return ""
+		return false
+	}, logs.String)
+	return addr
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -48,7 +48,7 @@ func TestLoadCountsEachEventOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("NATS_URL", ns.ClientURL())
-	var stdout, stderr syncWriter
+	var stdout, stderr natstest.LogBuffer
 	if err := (&Main{Stdout: &stdout, Stderr: &stderr}).Run(context.Background(), []string{"load", "-n", "30", "-id-prefix", "t", "-timeout", "30s"}); err != nil {
 		t.Fatalf("load: %v\n%s%s", err, stdout.String(), stderr.String())
 	}

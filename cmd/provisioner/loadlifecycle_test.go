@@ -18,7 +18,7 @@ func TestLoadLifecycle(t *testing.T) {
 	t.Setenv("DINGTALK_QPS", "1000")
 	p := startPipeline(t, sim.Config{Seed: 3, Faults: sim.Faults{BusyRate: 0.2},
 		RefuseExistingMembers: true, RefuseAbsentRemovals: true, RefuseOwnerAddedInSameCall: true})
-	var out syncWriter
+	var out natstest.LogBuffer
 	err := (&Main{Stdout: &out, Stderr: &out}).Run(context.Background(), []string{"load", "-lifecycle", "-n", "30", "-id-prefix", "lc", "-timeout", "50s"})
 	if err != nil || !strings.Contains(out.String(), "DingTalk read back: 30 of 30 groups as their version 4 says, archived") {
 		t.Fatalf("load -lifecycle: %v\n%s\nworker:\n%s", err, out.String(), lastLines(p.logs.String(), 20))

@@ -32,7 +32,7 @@ type pipeline struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	addr    string // HTTP_ADDR as bound
-	logs    *syncWriter
+	logs    *natstest.LogBuffer
 	mu      sync.Mutex
 	results []*nats.Msg // guarded by mu
 }
@@ -41,7 +41,7 @@ type pipeline struct {
 // until the worker serves HTTP and has made its streams.
 func startPipeline(t *testing.T, cfg sim.Config) *pipeline {
 	t.Helper()
-	p := &pipeline{t: t, ns: natstest.Server(t), logs: &syncWriter{}}
+	p := &pipeline{t: t, ns: natstest.Server(t), logs: &natstest.LogBuffer{}}
 	cfg.AppKey, cfg.AppSecret = "key", "very-secret-value"
 	p.sim = sim.New(cfg)
 	srv := httptest.NewServer(p.sim)
@@ -89,13 +89,7 @@ func startPipeline(t *testing.T, cfg sim.Config) *pipeline {
 // waitFor polls cond until it holds, for at most a minute.
 func (p *pipeline) waitFor(what string, cond func() bool) {
 	p.t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out waiting for %s; worker log:\n%s", what, p.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	natstest.Eventually(p.t, time.Minute, what, cond, func() string { return "worker log:\n" + p.logs.String() })
 }
 
 // publish sends an event body with headers, retrying while the worker is

@@ -14,7 +14,7 @@ import (
 // run runs one command in-process and returns what it printed.
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var stdout, stderr syncWriter
+	var stdout, stderr natstest.LogBuffer
 	err := (&Main{Stdout: &stdout, Stderr: &stderr}).Run(context.Background(), args)
 	return stdout.String() + stderr.String(), err
 }

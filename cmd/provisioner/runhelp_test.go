@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"provisioner/internal/natstest"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -29,7 +32,7 @@ func simFor(t *testing.T, natsURL, secret string) *sim.Server {
 
 // runningCmd is `provisioner run` working in the background.
 type runningCmd struct {
-	stdout, stderr syncWriter
+	stdout, stderr natstest.LogBuffer
 	cancel         context.CancelFunc
 	done           chan error
 }
@@ -57,15 +60,9 @@ func (r *runningCmd) stop(t *testing.T) {
 // that takes subject (within 30 s).
 func publishWhenReady(t *testing.T, js jetstream.JetStream, subject string, body []byte) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err := js.Publish(context.Background(), subject, body)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publish %s: %v", subject, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling: the worker creates the stream when it starts
-	}
+	var err error
+	natstest.Eventually(t, 30*time.Second, "publishing on "+subject, func() bool {
+		_, err = js.Publish(context.Background(), subject, body) // the worker creates the stream when it starts
+		return err == nil
+	}, func() string { return fmt.Sprint(err) })
 }

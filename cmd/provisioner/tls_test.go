@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"provisioner/internal/natstest"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -74,16 +76,10 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 	publishWhenReady(t, producer, "project.created", []byte(`{"id":"tls-1","project_id":"P","name":"TLS test","owner":"u1","members":["u2"]}`))
 	deadline := time.Now().Add(30 * time.Second)
 	watcher := connect("worker", workerPW)
-	for { // a result is stored
+	natstest.Eventually(t, time.Until(deadline), "a result stored over TLS", func() bool {
 		s, err := watcher.Stream(ctx, "PROVISIONER_RESULTS")
-		if err == nil && s.CachedInfo().State.Msgs > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no result over TLS: %v\n%s", err, r.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling a condition: no result yet
-	}
+		return err == nil && s.CachedInfo().State.Msgs > 0
+	}, r.stderr.String)
 	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
 	defer rcancel()
 	if _, err := producer.KeyValue(rctx, "provisioner_state"); err == nil {

@@ -5,17 +5,27 @@ import (
 	"time"
 )
 
-// Clock is a clock a test moves by hand, starting at the real time: pass
-// its Now where a component takes a time source. Safe for concurrent use.
+// Clock is a clock a test moves by hand: pass its Now where a component
+// takes a time source. The zero value runs with the real time, moved by
+// every Advance; FrozenClock stands still but for Advance. Safe for
+// concurrent use.
 type Clock struct {
 	mu     sync.Mutex
+	frozen bool
+	at     time.Time     // guarded by mu: a frozen clock's time
 	offset time.Duration // guarded by mu
 }
 
-// Now is the real time moved by every Advance so far.
+// FrozenClock is a clock that shows at until moved.
+func FrozenClock(at time.Time) *Clock { return &Clock{frozen: true, at: at} }
+
+// Now is the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.frozen {
+		return c.at.Add(c.offset)
+	}
 	return time.Now().Add(c.offset)
 }
 
