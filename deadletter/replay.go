@@ -18,7 +18,7 @@ type Action string
 const (
 	Replayed    Action = "replayed"    // failure forgotten, event published again, letter removed
 	Refused     Action = "refused"     // replayed MaxReplays times already; Force replays it anyway
-	Provisioned Action = "provisioned" // the event has its group after all: letter removed, nothing published
+	Provisioned Action = "provisioned" // the event has its result after all (a group, a change, a close): letter removed, nothing published
 	Pending     Action = "pending"     // a worker holds the event now: left alone, try later
 	Superseded  Action = "superseded"  // this letter was replayed and failed again: a newer letter stands; removed
 )
@@ -82,7 +82,7 @@ func (l *Letters) replayOne(ctx context.Context, letter Letter, o ReplayOptions)
 	}
 	switch chk.State {
 	case ReplayProvisioned:
-		return l.finish(ctx, letter, o, Outcome{Action: Provisioned, Detail: "the event has its group; nothing to replay"}, false)
+		return l.finish(ctx, letter, o, Outcome{Action: Provisioned, Detail: "the event has its result; nothing to replay"}, false)
 	case ReplayPending:
 		return Outcome{Action: Pending, Detail: "a worker holds this event now; replay it once it has a result"}, nil
 	}

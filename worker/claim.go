@@ -18,7 +18,7 @@ type step string
 const (
 	stepClaimed      step = "claimed"       // a worker holds it; chat/create may be in flight
 	stepCreated      step = "created"       // the group exists: chatid recorded
-	stepMembersAdded step = "members_added" // every member beyond the first 40 added
+	stepMembersAdded step = "members_added" // every member beyond the create's added
 	stepLinked       step = "linked"        // the join link recorded
 	stepDone         step = "done"          // a result (provisioned or failed) published
 )

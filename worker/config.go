@@ -19,7 +19,7 @@ import (
 // below; cmd/provisioner fills it from the environment.
 type Config struct {
 	// Subjects maps each input subject to the kind of event it carries.
-	// Default: project.created and event.scheduled.
+	// Default: the contract's six (DefaultSubjects).
 	Subjects map[string]messages.Kind
 
 	EventsStream     string // stream created for the input subjects when none captures them; PROVISIONER_EVENTS

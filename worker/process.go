@@ -113,7 +113,9 @@ func (w *Worker) heartbeat(ctx context.Context, j *job) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// work decodes, claims and provisions. Its error decides the message's fate in settle.
+// work decodes the event, claims its step record and applies it to its
+// project's group (creates, changes or closes it). Its error decides the
+// message's fate in settle.
 func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (err error) {
 	defer func() {
 		if r := recover(); r != nil {

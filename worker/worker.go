@@ -1,8 +1,9 @@
-// Package worker provisions DingTalk group chats from events on NATS
-// JetStream: one durable pull consumer shared by any number of processes, a
-// step record per event in a KV bucket so each effect happens once, retries
-// with backoff for DingTalk's transient failures, and a result for every
-// event on group.provisioned or group.failed.
+// Package worker keeps DingTalk group chats in step with the projects whose
+// events arrive on NATS JetStream: one durable pull consumer shared by any
+// number of processes; a step record per event and a record per project in
+// KV buckets, so that each effect happens once; retries with backoff for
+// DingTalk's transient failures; and a result for every event, on
+// group.provisioned, group.updated, group.closed or group.failed.
 package worker
 
 import (
@@ -45,7 +46,8 @@ type Worker struct {
 }
 
 // New checks cfg, then finds or creates the streams, the consumer and the
-// KV bucket the worker needs. groups says which kind of group it makes
+// KV buckets the worker needs (step records, project records, the budget's),
+// and builds project records for groups older releases made. groups says which kind of group it makes
 // (dingtalk.NewChatGroups or dingtalk.NewSceneGroups); the worker knows the
 // API family only through it.
 func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, log zerolog.Logger, cfg Config) (*Worker, error) {
