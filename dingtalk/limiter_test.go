@@ -12,10 +12,14 @@ import (
 )
 
 // TestQPSCapKeepsInsideTheSimulatorsLimit sends a burst from many goroutines
-// through a client capped at the simulator's own limit: nothing is refused.
+// through a client capped a little under the simulator's limit: nothing is
+// refused. (The margin is for the way from the client to the simulator: on
+// a loaded machine a call released at the end of one second can arrive in
+// the next, as on a real network; at the same cap, a run under -race with
+// every package at once once saw one refusal.)
 func TestQPSCapKeepsInsideTheSimulatorsLimit(t *testing.T) {
 	const qps = 50
-	c, s := setup(t, sim.Config{}, func(o *Options) { o.QPS = qps })
+	c, s := setup(t, sim.Config{}, func(o *Options) { o.QPS = qps * 4 / 5 })
 	chat := mustCreate(t, c)
 	s.SetFaults(sim.Faults{QPS: qps})
 	var wg sync.WaitGroup
