@@ -1,7 +1,6 @@
 package budget_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -34,7 +33,7 @@ func world(t *testing.T) jetstream.JetStream {
 	return js
 }
 
-func open(t *testing.T, js jetstream.JetStream, quota int, log *lockedWriter, now func() time.Time) *budget.Keeper {
+func open(t *testing.T, js jetstream.JetStream, quota int, log *natstest.LogBuffer, now func() time.Time) *budget.Keeper {
 	t.Helper()
 	k, err := budget.Open(context.Background(), js, budget.Options{Bucket: "budget", Consumer: "provisioner", Subject: "project.created",
 		MonthlyQuota: quota, Log: zerolog.New(log), Now: now})
@@ -44,31 +43,13 @@ func open(t *testing.T, js jetstream.JetStream, quota int, log *lockedWriter, no
 	return k
 }
 
-// lockedWriter is a log that several keepers write at once.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
-}
-
 // Three workers spending at once never make more calls than the quota
 // together; the first refused pauses the consumer until the next month.
 func TestQuotaSharedByWorkers(t *testing.T) {
 	const quota = 95
 	js := world(t)
 	ctx := context.Background()
-	var log lockedWriter
+	var log natstest.LogBuffer
 	var made atomic.Int64
 	var wg sync.WaitGroup
 	for range 3 {
@@ -109,7 +90,7 @@ func TestQuotaSharedByWorkers(t *testing.T) {
 func TestPauseAndResume(t *testing.T) {
 	js := world(t)
 	ctx := context.Background()
-	var log lockedWriter
+	var log natstest.LogBuffer
 	clock := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
