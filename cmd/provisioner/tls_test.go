@@ -93,6 +93,9 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 	if !strings.Contains(logs, `"message":"group provisioned"`) {
 		t.Errorf("no group provisioned:\n%s", logs)
 	}
+	if !strings.Contains(logs, `"message":"project records built from step records of releases before project records"`) {
+		t.Errorf("the migration pass at start did not run under the documented permissions:\n%s", logs)
+	}
 	for _, secret := range []string{workerPW, "very-secret-value"} {
 		if strings.Contains(logs, secret) || strings.Contains(r.stdout.String(), secret) {
 			t.Errorf("a secret is in the output: %q", secret)
