@@ -122,9 +122,9 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 
 // lockProject takes the event's project. An update or close of a project
 // with no record may be of a group an older release (before project
-// records) made since the last migration pass: that pass is run first, and
-// the project looked up again, so that the group is found rather than
-// answered no_group (or made twice).
+// records) made since the last migration pass: a pass is run first (best
+// effort), and the project looked up again, so that the group is found
+// rather than answered no_group (or made twice).
 func (w *Worker) lockProject(ctx context.Context, j *job, fresh func(*projects.Record)) (*projects.Lock, error) {
 	ev, holder := j.ev, j.held().snapshot().Holder
 	lock, err := w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, holder, fresh)
@@ -136,7 +136,9 @@ func (w *Worker) lockProject(ctx context.Context, j *job, fresh func(*projects.R
 		return nil, err
 	}
 	if err := w.migratePass(ctx, &seen); err != nil {
-		return nil, err
+		// Best effort: the upkeep's passes catch up; the event goes on as
+		// for a project without a record rather than waiting on them.
+		j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("looking for a group an older release made for this project; going on without")
 	}
 	return w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, holder, nil)
 }
