@@ -85,6 +85,9 @@ func Read(ctx context.Context, js jetstream.JetStream, bucket string, from uint6
 		defer cancel()
 		_ = js.DeleteConsumer(dctx, "KV_"+bucket, cons.CachedInfo().Name) // else it goes by itself after a minute idle
 	}()
+	// What the consumer holds when made is what the read must see: a pull
+	// refused (a permission missing) answers nothing, like an empty bucket.
+	pending, read := cons.CachedInfo().NumPending, uint64(0)
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("kvread: reading bucket %s: %w", bucket, err)
@@ -113,7 +116,11 @@ func Read(ctx context.Context, js jetstream.JetStream, bucket string, from uint6
 		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return fmt.Errorf("kvread: reading bucket %s: %w", bucket, err)
 		}
+		read += uint64(n)
 		if n == 0 {
+			if read < pending {
+				return fmt.Errorf("kvread: reading bucket %s: %d of the %d entries came (was a pull refused?)", bucket, read, pending)
+			}
 			return nil
 		}
 	}
