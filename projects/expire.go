@@ -14,7 +14,6 @@ import (
 type Stored struct {
 	Key      string
 	Revision uint64
-	Written  time.Time // when this revision was written
 	Record   Record
 }
 
@@ -31,7 +30,7 @@ func (s *Store) Scan(ctx context.Context, fn func(Stored) error) error {
 		if err != nil {
 			return nil
 		}
-		return fn(Stored{Key: e.Key, Revision: e.Revision, Written: e.Created, Record: rec})
+		return fn(Stored{Key: e.Key, Revision: e.Revision, Record: rec})
 	})
 }
 
@@ -64,7 +63,7 @@ func (s *Store) Expire(ctx context.Context, retention time.Duration) (int, error
 			return nil
 		}
 		if at := rec.ExpiresAt(retention); !at.IsZero() && !at.After(now) && !rec.LeaseUntil.After(now) {
-			due = append(due, Stored{Key: e.Key, Revision: e.Revision, Written: e.Created, Record: rec})
+			due = append(due, Stored{Key: e.Key, Revision: e.Revision, Record: rec})
 		}
 		return nil
 	})

@@ -105,9 +105,6 @@ func Hold[T any](kv jetstream.KeyValue, key string, rev uint64, val T, encode fu
 	return &Lease[T]{kv: kv, key: key, rev: rev, val: val, encode: encode}
 }
 
-// Key is the record's key.
-func (l *Lease[T]) Key() string { return l.key }
-
 // Value returns a shallow copy of the value as this holder last wrote or
 // amended it.
 func (l *Lease[T]) Value() T {
