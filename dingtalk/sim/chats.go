@@ -129,6 +129,9 @@ func (s *Server) updateChat(r *http.Request, body map[string]json.RawMessage) an
 	if !found {
 		return fail(unknownChat, "不合法的chatid")
 	}
+	if g.Disbanded {
+		return fail(unknownChat, "群已解散")
+	}
 	if owner != "" && owner != g.Owner && s.cfg.RefuseOwnerAddedInSameCall && !slices.Contains(g.Members, owner) {
 		return fail(badParameter, "新群主必须已是群成员: "+owner)
 	}
@@ -216,6 +219,9 @@ func (s *Server) getChat(r *http.Request, _ map[string]json.RawMessage) answer {
 	info := map[string]any{
 		"name": g.Name, "owner": g.Owner, "useridlist": g.Members,
 		"conversationTag": 2, "icon": g.Icon, "status": 1,
+	}
+	if g.Disbanded {
+		info["status"] = 2 // dissolved
 	}
 	for _, k := range settingNames {
 		info[k] = g.Settings[k]

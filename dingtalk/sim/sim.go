@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -62,7 +61,10 @@ type Config struct {
 	// MonthlyQuota is how many calls the organisation may make (token calls
 	// and calls refused for QPS do not count); 0: no quota.
 	MonthlyQuota int
-	Faults       Faults
+	// Stream shapes Stream mode: the gateway, its WebSocket and the events
+	// by-hand changes raise.
+	Stream StreamConfig
+	Faults Faults
 	Seed         uint64           // seeds fault injection; 0 picks a random seed
 	Now          func() time.Time // default time.Now
 }
@@ -136,6 +138,8 @@ type Server struct {
 	ipDenied bool            // the caller's IP is not on the app's allowlist
 	order    []string        // chat ids in creation order
 	seen     map[string]bool // name|owner|sorted members of every created group
+	silent   bool            // by-hand changes raise no events
+	hub      *hub
 }
 
 // route is one endpoint: its method, family and handler.
@@ -187,6 +191,7 @@ func New(cfg Config) *Server {
 	for _, u := range cfg.UnknownUsers {
 		s.unknown[u] = true
 	}
+	s.hub = newHub(cfg.Stream, now)
 	s.SetFaults(cfg.Faults)
 	return s
 }
@@ -288,32 +293,6 @@ func (s *Server) Group(id string) (Group, bool) {
 	return g.clone(), true
 }
 
-// AddByHand adds a member to a group (by chat id or open conversation id)
-// as a person would in the DingTalk app, outside the API: no call is
-// counted. It reports whether the group exists.
-func (s *Server) AddByHand(id, userID string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, ok := s.find(id)
-	if ok && !slices.Contains(g.Members, userID) {
-		g.Members = append(g.Members, userID)
-	}
-	return ok
-}
-
-// RemoveByHand takes a member out of a group as a person would (leaving it,
-// or removed by an admin in the app): no call is counted. It reports whether
-// the group exists.
-func (s *Server) RemoveByHand(id, userID string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, ok := s.find(id)
-	if ok {
-		g.Members = slices.DeleteFunc(g.Members, func(m string) bool { return m == userID })
-	}
-	return ok
-}
-
 // find is a group by chat id or open conversation id; s.mu must be held.
 func (s *Server) find(id string) (*Group, bool) {
 	if g, ok := s.groups[id]; ok {
@@ -336,6 +315,14 @@ func (g *Group) clone() Group {
 // ServeHTTP answers one API call.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	api := strings.TrimPrefix(r.URL.Path, "/")
+	switch api {
+	case "v1.0/gateway/connections/open":
+		s.openConnection(w, r)
+		return
+	case "gateway/connect":
+		s.connect(w, r)
+		return
+	}
 	rt, ok := s.routes[api]
 	if !ok || r.Method != rt.method {
 		http.Error(w, "404 page not found", http.StatusNotFound)
