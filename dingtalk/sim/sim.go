@@ -65,8 +65,8 @@ type Config struct {
 	// by-hand changes raise.
 	Stream StreamConfig
 	Faults Faults
-	Seed         uint64           // seeds fault injection; 0 picks a random seed
-	Now          func() time.Time // default time.Now
+	Seed   uint64           // seeds fault injection; 0 picks a random seed
+	Now    func() time.Time // default time.Now
 }
 
 // Faults are the failures the simulator injects. Injected failures happen
