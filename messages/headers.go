@@ -24,3 +24,13 @@ const (
 func ControlHeader(k string) bool {
 	return len(k) >= len("Nats-") && strings.EqualFold(k[:len("Nats-")], "Nats-")
 }
+
+// Headers of a DingTalk event as the worker stores it (Stream mode): the
+// message's subject is <SUBJECT_DINGTALK_EVENTS>.<eventType>, its body the
+// event's data, and Nats-Msg-Id its eventId.
+const (
+	HeaderDingTalkEventID   = "DingTalk-Event-Id"
+	HeaderDingTalkEventType = "DingTalk-Event-Type"
+	HeaderDingTalkBornAt    = "DingTalk-Event-Born-Time" // milliseconds since the epoch, as DingTalk gave it
+	HeaderDingTalkCorpID    = "DingTalk-Event-Corp-Id"
+)

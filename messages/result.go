@@ -85,6 +85,12 @@ type Closed struct {
 	Attempts           int             `json:"attempts"`
 	Metadata           json.RawMessage `json:"metadata,omitempty"`
 	ClosedAt           time.Time       `json:"closed_at"`
+	// ClosedBy is "dingtalk" when someone disbanded the group in DingTalk
+	// (the project's record is then closed; Operator says who), empty when
+	// the project's close event closed it.
+	ClosedBy        string `json:"closed_by,omitempty"`
+	Operator        string `json:"operator,omitempty"`
+	DingTalkEventID string `json:"dingtalk_event_id,omitempty"`
 }
 
 // Failed is the group.failed result: the event will never be provisioned as sent.

@@ -59,7 +59,14 @@ func (r *Record) Applied(version int64, seq uint64) { r.Version, r.Seq = version
 // Updated records that the group shows the update that wanted w: its
 // members as listed, and its version.
 func (r *Record) Updated(w Want, version int64, seq uint64) {
-	r.Listed, r.Adding = slices.Clone(w.Listed), nil
+	r.Listed, r.Adding, r.Departed = slices.Clone(w.Listed), nil, slices.Clone(w.Departed)
+	r.ProjectOwner, r.ProjectName = "", ""
+	if w.ProjectOwner != r.Owner {
+		r.ProjectOwner = w.ProjectOwner
+	}
+	if w.ProjectName != r.Name {
+		r.ProjectName = w.ProjectName
+	}
 	r.Applied(version, seq)
 }
 

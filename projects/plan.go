@@ -32,7 +32,7 @@ func Diff(r *Record, w Want) Delta {
 		}
 	}
 	for _, m := range r.Managed {
-		if !slices.Contains(w.Members, m) {
+		if !slices.Contains(w.Members, m) && m != w.Owner && !slices.Contains(w.Departed, m) {
 			d.Removed = append(d.Removed, m)
 		}
 	}

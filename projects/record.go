@@ -8,6 +8,7 @@ package projects
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"provisioner/messages"
@@ -40,6 +41,18 @@ type Record struct {
 	Owner   string   `json:"owner,omitempty"`   // the group's owner as last set
 	Listed  []string `json:"listed,omitempty"`  // the members as the project last listed them
 	Managed []string `json:"managed,omitempty"` // who the provisioner put in the group, the owner included
+
+	// What people changed in DingTalk (see Follow). ProjectOwner and
+	// ProjectName are the owner and name as the project last set them,
+	// kept only while the group's differ (someone changed them by hand):
+	// an update applies the project's only when it changes them. Departed
+	// are members the project lists who left or were removed by hand: an
+	// update that lists them again unchanged does not put them back.
+	ProjectOwner string    `json:"project_owner,omitempty"`
+	ProjectName  string    `json:"project_name,omitempty"`
+	Departed     []string  `json:"departed,omitempty"`
+	OwnerSetAt   time.Time `json:"owner_set_at,omitzero"` // when the last owner change by hand was made
+	NameSetAt    time.Time `json:"name_set_at,omitzero"`  // when the last rename by hand was made
 
 	Version int64  `json:"version"`       // the version last applied
 	Seq     uint64 `json:"seq,omitempty"` // the stream sequence of the event last applied
@@ -79,6 +92,10 @@ type Record struct {
 	LastEvent   string          `json:"last_event,omitempty"`
 	LastSubject string          `json:"last_subject,omitempty"`
 	LastResult  json.RawMessage `json:"last_result,omitempty"`
+	// LastHand is the key of the last DingTalk event folded into the record
+	// (see Follow): a delivery of it that finds it here publishes its
+	// result without folding it again.
+	LastHand string `json:"last_hand,omitempty"`
 
 	// The lease: one event at a time changes the group.
 	Holder      string    `json:"holder,omitempty"`       // the delivery holding it
@@ -113,6 +130,12 @@ type Closure struct {
 	Name   string    `json:"name"`
 	At     time.Time `json:"at"`
 	By     string    `json:"by"` // the closing event's key
+	// Source is messages.SourceDingTalk when someone disbanded the group
+	// in DingTalk (Operator did), empty for a project's close.
+	Source   string `json:"source,omitempty"`
+	Operator string `json:"operator,omitempty"`
+	// DingTalkEventID is the disband event's id, for the result's.
+	DingTalkEventID string `json:"dingtalk_event_id,omitempty"`
 }
 
 // empty says whether the record holds nothing worth keeping: no group, no
@@ -141,25 +164,59 @@ func (r *Record) Stale(v int64, seq uint64) bool {
 
 // Want is what an event asks the group to be.
 type Want struct {
-	Name    string   // cut to the kind's limit
-	Owner   string   //
+	Name    string   // the group's name, cut to the kind's limit
+	Owner   string   // the group's owner
 	Listed  []string // the members as listed
-	Members []string // the owner followed by Listed, deduplicated
+	Members []string // who the provisioner keeps in the group: the project's owner and Listed, deduplicated, but Departed
+	// The project's owner and name, and the departed members still left
+	// out, as the record keeps them once the update is applied.
+	ProjectOwner, ProjectName string
+	Departed                  []string
 }
 
 // Wanted is the group an event asks for: each field it carries replaces the
 // record's, the others stay. nameRunes is the kind's name limit.
+//
+// What people changed in DingTalk stands until the project changes it: a
+// hand-set owner or name is replaced only by an update whose owner or name
+// differs from the project's last; a member who left by hand is put back
+// only by an update that newly lists them (absent from its last list).
 func Wanted(r *Record, ev *messages.Event, nameRunes int) Want {
-	w := Want{Name: r.Name, Owner: r.Owner, Listed: r.Listed}
+	w := Want{Name: r.Name, Owner: r.Owner, Listed: r.Listed, ProjectOwner: r.projectOwner(), ProjectName: r.projectName()}
 	if ev.Has.Name {
-		w.Name = messages.GroupName(ev.Name, nameRunes)
+		if n := messages.GroupName(ev.Name, nameRunes); n != w.ProjectName {
+			w.Name, w.ProjectName = n, n
+		}
 	}
-	if ev.Has.Owner {
-		w.Owner = ev.Owner
+	if ev.Has.Owner && ev.Owner != w.ProjectOwner {
+		w.Owner, w.ProjectOwner = ev.Owner, ev.Owner
 	}
 	if ev.Has.Members {
 		w.Listed = ev.Listed
 	}
-	w.Members = messages.GroupMembers(w.Owner, w.Listed)
+	before := messages.GroupMembers(r.projectOwner(), r.Listed)
+	for _, m := range messages.GroupMembers(w.ProjectOwner, w.Listed) {
+		if slices.Contains(r.Departed, m) && slices.Contains(before, m) && m != w.Owner {
+			w.Departed = append(w.Departed, m) // listed before and now: stays out
+			continue
+		}
+		w.Members = append(w.Members, m)
+	}
 	return w
+}
+
+// projectOwner is the owner as the project last set it.
+func (r *Record) projectOwner() string {
+	if r.ProjectOwner != "" {
+		return r.ProjectOwner
+	}
+	return r.Owner
+}
+
+// projectName is the name as the project last set it.
+func (r *Record) projectName() string {
+	if r.ProjectName != "" {
+		return r.ProjectName
+	}
+	return r.Name
 }

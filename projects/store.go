@@ -21,12 +21,23 @@ type Store struct {
 	kv    jetstream.KeyValue
 	lease time.Duration
 	now   func() time.Time
+	indexed bool // keep the group index on every write (see WithIndex)
 }
 
 // NewStore returns a store over the bucket kv (on js) whose locks last
 // lease unless renewed.
 func NewStore(js jetstream.JetStream, kv jetstream.KeyValue, lease time.Duration, now func() time.Time) *Store {
 	return &Store{js: js, kv: kv, lease: lease, now: now}
+}
+
+// WithIndex returns a store that keeps the group index as it writes
+// records (one more write when a record first holds its group), for
+// FindGroup; the same store otherwise. Records written without it are
+// indexed by IndexGroups.
+func (s *Store) WithIndex() *Store {
+	c := *s
+	c.indexed = true
+	return &c
 }
 
 // HeldError means another live delivery holds the project: try again later.
@@ -142,7 +153,7 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 	if err != nil {
 		return nil, err
 	}
-	return &Lock{s: s, found: found, l: kvlease.Hold(s.kv, key, rev, rec, encode)}, nil
+	return &Lock{s: s, key: key, found: found, l: kvlease.Hold(s.kv, key, rev, rec, encode)}, nil
 }
 
 func encode(r Record) ([]byte, error) { return json.Marshal(r) }
@@ -152,6 +163,7 @@ func encode(r Record) ([]byte, error) { return json.Marshal(r) }
 // renews it).
 type Lock struct {
 	s     *Store
+	key   string
 	found bool // the project had a record before this lock
 	l     *kvlease.Lease[Record]
 }
@@ -177,7 +189,7 @@ func (l *Lock) Unlock(ctx context.Context, fn func(*Record)) error {
 
 func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
 	change := func(r *Record) {
-		r.Listed, r.Managed = slices.Clone(r.Listed), slices.Clone(r.Managed)
+		r.Listed, r.Managed, r.Departed = slices.Clone(r.Listed), slices.Clone(r.Managed), slices.Clone(r.Departed)
 		if fn != nil {
 			fn(r)
 		}
@@ -186,14 +198,16 @@ func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
 			r.Holder, r.HolderEvent, r.LeaseUntil = "", "", time.Time{}
 		}
 	}
-	if unlock {
-		next := l.l.Value()
-		if change(&next); next.empty() {
-			l.l.Amend(func(r *Record) { *r = next })
-			return lockErr(l.l.Delete(ctx))
-		}
+	old, next := l.l.Value(), l.l.Value()
+	change(&next)
+	if unlock && next.empty() {
+		l.l.Amend(func(r *Record) { *r = next })
+		return lockErr(l.l.Delete(ctx))
 	}
-	return lockErr(l.l.Update(ctx, change))
+	if err := l.s.index(ctx, l.key, &old, &next); err != nil {
+		return err
+	}
+	return lockErr(l.l.Update(ctx, func(r *Record) { *r = next }))
 }
 
 // lockErr names a lost lease for what it is here.

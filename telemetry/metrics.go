@@ -30,6 +30,7 @@ type metrics struct {
 	calls       *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	budgetWait  *prometheus.HistogramVec
+	dingEvents  *prometheus.CounterVec
 	names       []string // every metric registered, for MetricNames
 }
 
@@ -69,16 +70,42 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time a DingTalk call waited for the shared budget (the month's quota and this worker's per-second share), by API.",
 			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2, 5, 10, 30},
 		}, []string{"api"}),
+		dingEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "provisioner_dingtalk_events_total",
+			Help: "Group events DingTalk pushed (Stream mode), by event type and outcome (stored, changed, closed, recreated, echo, unmanaged, project_closed, repeated, invalid, ignored).",
+		}, []string{"type", "outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.duplicates, m.handedBack, m.inFlight, m.deadLetters, m.calls, m.latency, m.budgetWait} {
+	for _, c := range []prometheus.Collector{m.events, m.duplicates, m.handedBack, m.inFlight, m.deadLetters, m.calls, m.latency, m.budgetWait, m.dingEvents} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	m.names = []string{"provisioner_events_total", "provisioner_possible_duplicates_total", "provisioner_events_handed_back_total",
 		"provisioner_events_in_flight", "provisioner_dead_letters_total", "provisioner_dingtalk_calls_total",
-		"provisioner_dingtalk_call_duration_seconds", "provisioner_budget_wait_seconds"}
+		"provisioner_dingtalk_call_duration_seconds", "provisioner_budget_wait_seconds", "provisioner_dingtalk_events_total"}
 	return m, nil
+}
+
+// Outcomes of a DingTalk event, the outcome label of provisioner_dingtalk_events_total.
+const (
+	DingTalkStored        = "stored"         // kept in JetStream, then answered SUCCESS
+	DingTalkChanged       = "changed"        // folded into its project's record: group.changed published
+	DingTalkClosed        = "closed"         // a disband: the record closed, group.closed published
+	DingTalkRecreated     = "recreated"      // a disband answered with a new group (ON_HAND_DISBAND=recreate)
+	DingTalkEcho          = "echo"           // the record already showed it: no result
+	DingTalkUnmanaged     = "unmanaged"      // about a group no project record holds: no result
+	DingTalkProjectClosed = "project_closed" // about the group of a closed project: no result
+	DingTalkRepeated      = "repeated"       // handled before: its result published again
+	DingTalkInvalid       = "invalid"        // unreadable: kept as a dead letter
+	DingTalkIgnored       = "ignored"        // not a group event: answered SUCCESS, not stored
+)
+
+// DingTalkEvent counts a DingTalk event of type typ ending in outcome.
+func (t *Telemetry) DingTalkEvent(typ, outcome string) {
+	if t == nil {
+		return
+	}
+	t.m.dingEvents.WithLabelValues(typ, outcome).Inc()
 }
 
 // BudgetWait records how long a call to api waited for the budget.

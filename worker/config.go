@@ -83,7 +83,29 @@ type Config struct {
 	OnClose string
 	// ClosedNamePrefix goes before an archived group's name; "[已结束] ".
 	ClosedNamePrefix string
+
+	// ChangedSubject carries group.changed: a change someone made in
+	// DingTalk that the project's record now follows; group.changed.
+	ChangedSubject string
+	// HandEvents turns on following DingTalk's group events (Stream mode,
+	// DINGTALK_EVENTS=stream): StoreDingTalkEvent stores them on
+	// HandSubject.<eventType> in HandStream, and Run works them from the
+	// durable consumer HandConsumer.
+	HandEvents   bool
+	HandStream   string // PROVISIONER_DINGTALK_EVENTS
+	HandSubject  string // dingtalk.event
+	HandConsumer string // provisioner_dingtalk
+	// OnHandDisband is what a group disbanded by hand leads to:
+	// HandDisbandReport (default: the record is closed, group.closed says
+	// so) or HandDisbandRecreate (an open project gets a new group at once).
+	OnHandDisband string
 }
+
+// What a group disbanded by hand leads to (Config.OnHandDisband).
+const (
+	HandDisbandReport   = "report"
+	HandDisbandRecreate = "recreate"
+)
 
 // What a close does to a group (Config.OnClose).
 const (
@@ -116,6 +138,8 @@ func DefaultConfig() Config {
 		CheckInterval: 30 * time.Second, ExpireInterval: time.Hour,
 		InitialBackoff: 200 * time.Millisecond, MaxBackoff: 30 * time.Second, Storage: jetstream.FileStorage, Replicas: 1,
 		OnClose: CloseArchive, ClosedNamePrefix: "[已结束] ",
+		ChangedSubject: "group.changed", HandStream: "PROVISIONER_DINGTALK_EVENTS", HandSubject: "dingtalk.event",
+		HandConsumer: "provisioner_dingtalk", OnHandDisband: HandDisbandReport,
 	}
 }
 
@@ -134,6 +158,8 @@ func (c Config) withDefaults() Config {
 		{&c.ProvisionedSubject, &d.ProvisionedSubject}, {&c.UpdatedSubject, &d.UpdatedSubject}, {&c.ClosedSubject, &d.ClosedSubject},
 		{&c.FailedSubject, &d.FailedSubject}, {&c.DeadLetterSubject, &d.DeadLetterSubject},
 		{&c.OnClose, &d.OnClose}, {&c.ClosedNamePrefix, &d.ClosedNamePrefix},
+		{&c.ChangedSubject, &d.ChangedSubject}, {&c.HandStream, &d.HandStream}, {&c.HandSubject, &d.HandSubject},
+		{&c.HandConsumer, &d.HandConsumer}, {&c.OnHandDisband, &d.OnHandDisband},
 	} {
 		if *f.v == "" {
 			*f.v = *f.def
@@ -196,7 +222,12 @@ func (c Config) validate() error {
 	default:
 		problems = append(problems, fmt.Sprintf("on close must be %s, %s or %s, got %q", CloseArchive, CloseDisband, CloseKeep, c.OnClose))
 	}
-	for _, s := range []string{c.ProvisionedSubject, c.UpdatedSubject, c.ClosedSubject, c.FailedSubject, c.DeadLetterSubject} {
+	switch c.OnHandDisband {
+	case HandDisbandReport, HandDisbandRecreate:
+	default:
+		problems = append(problems, fmt.Sprintf("on hand disband must be %s or %s, got %q", HandDisbandReport, HandDisbandRecreate, c.OnHandDisband))
+	}
+	for _, s := range []string{c.ProvisionedSubject, c.UpdatedSubject, c.ClosedSubject, c.FailedSubject, c.DeadLetterSubject, c.ChangedSubject, c.HandSubject} {
 		if s == "" || strings.ContainsAny(s, "*> ") {
 			problems = append(problems, fmt.Sprintf("output subject %q must be a literal subject", s))
 		}

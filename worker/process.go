@@ -292,7 +292,7 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 	if err := w.releaseProject(ctx, j, true); err != nil {
 		return err
 	}
-	if err := w.deadLetter(ctx, j.msg, j.seq, f); err != nil {
+	if err := w.deadLetter(ctx, j.msg, w.topo.eventsStream, j.seq, f); err != nil {
 		return err
 	}
 	w.cfg.Telemetry.DeadLetter(j.msg.Subject(), f.reason)

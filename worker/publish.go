@@ -23,6 +23,7 @@ const (
 	CloudEventsTypeFailed      = "provisioner.group.failed"
 	CloudEventsTypeUpdated     = "provisioner.group.updated"
 	CloudEventsTypeClosed      = "provisioner.group.closed"
+	CloudEventsTypeChanged     = "provisioner.group.changed"
 )
 
 // publish sends a result with a message id, so that a republish (after a
@@ -40,6 +41,8 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 		ceType = CloudEventsTypeUpdated
 	case w.cfg.ClosedSubject:
 		ceType = CloudEventsTypeClosed
+	case w.cfg.ChangedSubject:
+		ceType = CloudEventsTypeChanged
 	}
 	msg.Header.Set("ce-specversion", "1.0")
 	msg.Header.Set("ce-id", msgID)
@@ -52,9 +55,10 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 		Failed      time.Time `json:"failed_at"`
 		Updated     time.Time `json:"updated_at"`
 		Closed      time.Time `json:"closed_at"`
+		Changed     time.Time `json:"changed_at"`
 	}
 	if json.Unmarshal(data, &at) == nil {
-		for _, t := range []time.Time{at.Provisioned, at.Failed, at.Updated, at.Closed} {
+		for _, t := range []time.Time{at.Provisioned, at.Failed, at.Updated, at.Closed, at.Changed} {
 			if !t.IsZero() {
 				msg.Header.Set("ce-time", t.UTC().Format(time.RFC3339Nano))
 			}
@@ -79,9 +83,9 @@ func encodeJSON(v any) ([]byte, error) {
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
-// deadLetter copies the original message, payload and headers, to
-// <DeadLetterSubject>.<original subject> with the reason it failed.
-func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, f *failure) error {
+// deadLetter copies the original message (sequence seq of stream), payload
+// and headers, to <DeadLetterSubject>.<original subject> with the reason it failed.
+func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, stream string, seq uint64, f *failure) error {
 	out := nats.NewMsg(w.cfg.DeadLetterSubject + "." + msg.Subject())
 	for k, vs := range msg.Headers() {
 		if messages.ControlHeader(k) {
@@ -95,7 +99,7 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, 
 	out.Header.Set(messages.HeaderSourceSequence, strconv.FormatUint(seq, 10))
 	out.Data = msg.Data()
 	telemetry.Inject(ctx, out.Header) // the failed delivery's context: a replay continues its trace
-	if _, err := w.js.PublishMsg(ctx, out, jetstream.WithMsgID("dead-"+w.topo.eventsStream+"-"+strconv.FormatUint(seq, 10))); err != nil {
+	if _, err := w.js.PublishMsg(ctx, out, jetstream.WithMsgID("dead-"+stream+"-"+strconv.FormatUint(seq, 10))); err != nil {
 		return fmt.Errorf("worker: publishing dead letter: %w", err)
 	}
 	return nil

@@ -23,6 +23,7 @@ type topology struct {
 	consumer     jetstream.Consumer
 	kv           jetstream.KeyValue
 	projects     jetstream.KeyValue
+	hands        jetstream.Consumer // DingTalk's events; nil unless Config.HandEvents
 }
 
 // contractKey is the consumer metadata key naming the contract version of
@@ -41,7 +42,7 @@ func ensureTopology(ctx context.Context, js jetstream.JetStream, c Config, e *st
 	if err != nil {
 		return nil, capture{}, err
 	}
-	results := []string{c.ProvisionedSubject, c.UpdatedSubject, c.ClosedSubject, c.FailedSubject}
+	results := []string{c.ProvisionedSubject, c.UpdatedSubject, c.ClosedSubject, c.FailedSubject, c.ChangedSubject}
 	if err := ensureOutputs(ctx, e, c, c.ResultsStream, results, c.Retention, 10*time.Minute); err != nil {
 		return nil, capture{}, err
 	}
@@ -72,7 +73,13 @@ func ensureTopology(ctx context.Context, js jetstream.JetStream, c Config, e *st
 	if err != nil {
 		return nil, capture{}, fmt.Errorf("worker: %w", err)
 	}
-	return &topology{eventsStream: in.stream, foreign: in.foreign, consumer: cons, kv: kv, projects: projects}, in, nil
+	var hands jetstream.Consumer
+	if c.HandEvents {
+		if hands, err = ensureHands(ctx, js, c, e); err != nil {
+			return nil, capture{}, err
+		}
+	}
+	return &topology{eventsStream: in.stream, foreign: in.foreign, consumer: cons, kv: kv, projects: projects, hands: hands}, in, nil
 }
 
 // capture is how the input subjects are captured: the stream the consumer

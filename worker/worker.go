@@ -43,6 +43,9 @@ type Worker struct {
 
 	migrateMu  sync.Mutex    // one migration pass at a time
 	migrateGen atomic.Uint64 // migration passes begun
+
+	indexMu  sync.Mutex    // one group index pass at a time
+	indexGen atomic.Uint64 // group index passes begun
 }
 
 // New checks cfg, then finds or creates the streams, the consumer and the
@@ -69,6 +72,9 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	}
 	w := &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, halt: newHalt(), log: log,
 		proj: projects.NewStore(js, topo.projects, cfg.AckWait, cfg.Now), capture: in}
+	if cfg.HandEvents {
+		w.proj = w.proj.WithIndex()
+	}
 	w.warnUncaptured(in)
 	if in.newer > 0 {
 		log.Warn().Int("contract", in.newer).Int("ours", messages.Contract).
@@ -84,6 +90,15 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 			Msg("building project records from step records of releases before project records; trying again")
 	} else {
 		log.Info().Int("projects", built).Msg("project records built from step records of releases before project records")
+	}
+	if cfg.HandEvents {
+		// Records written before the group index (an older release's) are
+		// indexed now; a miss later runs the pass again.
+		ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if err := w.indexPass(ictx, nil); err != nil {
+			log.Warn().Err(err).Msg("filling in the group index; an event about an unindexed group does it again")
+		}
+		cancel()
 	}
 	return w, nil
 }
@@ -158,6 +173,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	upkeepCtx, stopUpkeep := context.WithCancel(ctx)
 	wg.Go(func() { w.upkeep(upkeepCtx) })
+	if w.topo.hands != nil {
+		wg.Go(func() {
+			if err := w.followHands(ctx, workCtx); err != nil {
+				w.log.Error().Err(err).Msg("DingTalk's events are not being followed")
+			}
+		})
+	}
 	pullErr := w.pull(ctx, func(msg jetstream.Msg, done func()) {
 		wg.Go(func() {
 			defer done()
