@@ -17,10 +17,10 @@ import (
 // Store reads and locks project records in a KV bucket. Safe for
 // concurrent use.
 type Store struct {
-	js    jetstream.JetStream // for reading the bucket whole and purging from it
-	kv    jetstream.KeyValue
-	lease time.Duration
-	now   func() time.Time
+	js      jetstream.JetStream // for reading the bucket whole and purging from it
+	kv      jetstream.KeyValue
+	lease   time.Duration
+	now     func() time.Time
 	indexed bool // keep the group index on every write (see WithIndex)
 }
 
