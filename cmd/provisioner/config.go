@@ -38,6 +38,11 @@ type env struct {
 	OnClose          string `envconfig:"ON_CLOSE"`
 	ClosedNamePrefix string `envconfig:"CLOSED_NAME_PREFIX"`
 
+	// DingTalkEvents is off, or stream: follow DingTalk's group events
+	// over Stream mode (see docs/configuration.md before turning it on).
+	DingTalkEvents string `envconfig:"DINGTALK_EVENTS" default:"off"`
+	OnHandDisband  string `envconfig:"ON_HAND_DISBAND"`
+
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
 }
@@ -86,6 +91,10 @@ func loadEnv() (*env, error) {
 		return nil, bad("ON_CLOSE", fmt.Sprintf("must be archive, disband or keep, got %q", e.OnClose))
 	case strings.TrimSpace(e.ClosedNamePrefix) == "":
 		return nil, bad("CLOSED_NAME_PREFIX", "must not be blank: an archived group is told apart by it")
+	case e.DingTalkEvents != eventsOff && e.DingTalkEvents != eventsStream:
+		return nil, bad("DINGTALK_EVENTS", fmt.Sprintf("must be off or stream (follow DingTalk's group events over Stream mode), got %q", e.DingTalkEvents))
+	case e.OnHandDisband != worker.HandDisbandReport && e.OnHandDisband != worker.HandDisbandRecreate:
+		return nil, bad("ON_HAND_DISBAND", fmt.Sprintf("must be report or recreate, got %q", e.OnHandDisband))
 	}
 	seen := map[string]string{}
 	for _, nv := range e.TopologyEnv.subjects(&e.BudgetEnv) {
@@ -112,8 +121,15 @@ func (e *env) workerConfig() worker.Config {
 	cfg.QPS, cfg.Concurrency, cfg.AckWait, cfg.RetryBudget, cfg.Retention = e.DingTalkQPS, e.Concurrency, e.AckWait, e.RetryBudget, e.Retention
 	cfg.ShutdownGrace, cfg.MaxAckPending, cfg.Storage = e.ShutdownGrace, max(1000, e.Concurrency), jetstream.FileStorage
 	cfg.OnClose, cfg.ClosedNamePrefix = e.OnClose, e.ClosedNamePrefix
+	cfg.HandEvents, cfg.OnHandDisband = e.DingTalkEvents == eventsStream, e.OnHandDisband
 	return cfg
 }
+
+// DINGTALK_EVENTS values.
+const (
+	eventsOff    = "off"
+	eventsStream = "stream"
+)
 
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)

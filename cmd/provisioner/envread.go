@@ -79,6 +79,9 @@ func (w workerDefaults) topology(t *TopologyEnv, b *BudgetEnv) {
 		{"SUBJECT_GROUP_CLOSED", &t.SubjectGroupClosed, d.ClosedSubject},
 		{"SUBJECT_GROUP_FAILED", &t.SubjectGroupFailed, d.FailedSubject},
 		{"SUBJECT_DEAD_LETTER", &t.SubjectDeadLetter, d.DeadLetterSubject},
+		{"SUBJECT_GROUP_CHANGED", &t.SubjectGroupChanged, d.ChangedSubject},
+		{"SUBJECT_DINGTALK_EVENTS", &t.SubjectDingTalkEvents, d.HandSubject},
+		{"STREAM_DINGTALK_EVENTS", &t.StreamDingTalkEvents, d.HandStream},
 		{"STREAM_EVENTS", &t.StreamEvents, d.EventsStream}, {"STREAM_RESULTS", &t.StreamResults, d.ResultsStream},
 		{"STREAM_DEAD_LETTERS", &t.StreamDeadLetters, d.DeadLetterStream},
 		{"KV_BUCKET", &t.KVBucket, d.Bucket}, {"KV_PROJECT_BUCKET", &t.KVProjectBucket, d.ProjectBucket},
@@ -99,4 +102,5 @@ func (w workerDefaults) run(e *env) {
 	w.dur("SHUTDOWN_GRACE", &e.ShutdownGrace, d.ShutdownGrace)
 	w.str("ON_CLOSE", &e.OnClose, d.OnClose)
 	w.str("CLOSED_NAME_PREFIX", &e.ClosedNamePrefix, d.ClosedNamePrefix)
+	w.str("ON_HAND_DISBAND", &e.OnHandDisband, d.OnHandDisband)
 }

@@ -26,6 +26,9 @@ type TopologyEnv struct {
 	SubjectGroupClosed      string `envconfig:"SUBJECT_GROUP_CLOSED"`
 	SubjectGroupFailed      string `envconfig:"SUBJECT_GROUP_FAILED"`
 	SubjectDeadLetter       string `envconfig:"SUBJECT_DEAD_LETTER"`
+	SubjectGroupChanged     string `envconfig:"SUBJECT_GROUP_CHANGED"`
+	SubjectDingTalkEvents   string `envconfig:"SUBJECT_DINGTALK_EVENTS"`
+	StreamDingTalkEvents    string `envconfig:"STREAM_DINGTALK_EVENTS"`
 	StreamEvents            string `envconfig:"STREAM_EVENTS"`
 	StreamResults           string `envconfig:"STREAM_RESULTS"`
 	StreamDeadLetters       string `envconfig:"STREAM_DEAD_LETTERS"`
@@ -50,7 +53,8 @@ func (t *TopologyEnv) subjects(b *BudgetEnv) [][2]string {
 		{"SUBJECT_PROJECT_CLOSED", t.SubjectProjectClosed}, {"SUBJECT_EVENT_CANCELLED", t.SubjectEventCancelled},
 		{"SUBJECT_GROUP_PROVISIONED", t.SubjectGroupProvisioned}, {"SUBJECT_GROUP_UPDATED", t.SubjectGroupUpdated},
 		{"SUBJECT_GROUP_CLOSED", t.SubjectGroupClosed}, {"SUBJECT_GROUP_FAILED", t.SubjectGroupFailed},
-		{"SUBJECT_DEAD_LETTER", t.SubjectDeadLetter},
+		{"SUBJECT_DEAD_LETTER", t.SubjectDeadLetter}, {"SUBJECT_GROUP_CHANGED", t.SubjectGroupChanged},
+		{"SUBJECT_DINGTALK_EVENTS", t.SubjectDingTalkEvents},
 	}
 }
 
@@ -69,6 +73,7 @@ func (t *TopologyEnv) workerConfig(b *BudgetEnv) worker.Config {
 		Consumer: b.Consumer, Bucket: t.KVBucket, ProjectBucket: t.KVProjectBucket, BudgetBucket: b.KVBudgetBucket, MonthlyQuota: b.DingTalkMonthlyQuota, Replicas: b.NATSReplicas,
 		ProvisionedSubject: t.SubjectGroupProvisioned, UpdatedSubject: t.SubjectGroupUpdated, ClosedSubject: t.SubjectGroupClosed,
 		FailedSubject: t.SubjectGroupFailed, DeadLetterSubject: t.SubjectDeadLetter,
+		ChangedSubject: t.SubjectGroupChanged, HandSubject: t.SubjectDingTalkEvents, HandStream: t.StreamDingTalkEvents,
 	}
 }
 

@@ -125,6 +125,13 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 		}
 		defer stop()
 	}
+	if cfg.HandEvents {
+		stopEvents, err := e.followDingTalk(ctx, w, log)
+		if err != nil {
+			return err
+		}
+		defer stopEvents()
+	}
 	return w.Run(ctx)
 }
 
