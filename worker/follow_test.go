@@ -3,11 +3,14 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"provisioner/dingtalk/sim"
@@ -28,22 +31,10 @@ func handConfig() worker.Config {
 	return cfg
 }
 
-// listen holds a Stream-mode connection for r's worker until the test
-// ends (or stop is called).
-func (e *env) listen(r *running) (stop func()) {
+// listen holds a Stream-mode connection for r's worker until the test ends.
+func (e *env) listen(r *running) *stream.Client {
 	e.t.Helper()
-	c, err := stream.New(stream.Config{BaseURL: e.simURL, ClientID: "key", ClientSecret: "secret", Handler: r.w.StoreDingTalkEvent,
-		Log: zerolog.New(e.logs), InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	stop = func() { cancel(); <-done }
-	e.t.Cleanup(stop)
-	e.waitFor("a Stream-mode connection", c.Connected)
-	return stop
+	return e.listenWith(r.w.StoreDingTalkEvent)
 }
 
 // changed is a group.changed or group.closed result.
@@ -174,4 +165,178 @@ func mapsEqual(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// A group disbanded by hand closes its project (ON_HAND_DISBAND=report):
+// group.closed says closed_by dingtalk and who, and a later update fails
+// group_closed, in each mode.
+func TestAHandDisbandClosesTheProject(t *testing.T) {
+	n := 50
+	if testing.Short() {
+		n = 5
+	}
+	for _, m := range []mode{v1Mode, sceneMode, legacyMode} {
+		t.Run(m.name, func(t *testing.T) {
+			e := newModeEnv(t, handSim(), m)
+			r := e.start(handConfig(), nil)
+			e.listen(r)
+			for i := range n {
+				e.publish("project.created", project(fmt.Sprintf("d%d", i), "a"))
+			}
+			for _, o := range e.outcomes(n) {
+				if !e.sim.DisbandByHand(groupOf(o)) {
+					t.Fatalf("%s: the disband was refused", o.Source)
+				}
+			}
+			closed := e.changes(n, n)
+			for _, c := range closed {
+				if c.Subject != "group.closed" || c.ClosedBy != messages.SourceDingTalk || c.Operator == "" || c.Action != messages.ActionDisbanded {
+					t.Fatalf("result %+v: want group.closed, closed_by dingtalk, an operator, action disbanded", c)
+				}
+			}
+			if len(closed) != n {
+				t.Fatalf("%d group.closed, want %d", len(closed), n)
+			}
+			for i := range n {
+				ev := project(fmt.Sprintf("d%d", i), "a", "b")
+				ev["id"], ev["version"] = fmt.Sprintf("d%d-u", i), 2
+				e.publish("project.updated", ev)
+			}
+			failed := 0
+			for _, o := range e.outcomes(3 * n) {
+				if o.Subject == "group.failed" {
+					if o.Error.Reason != messages.ReasonGroupClosed {
+						t.Errorf("update after the disband failed %s, want group_closed", o.Error.Reason)
+					}
+					failed++
+				}
+			}
+			if failed != n {
+				t.Errorf("%d updates failed, want %d", failed, n)
+			}
+		})
+	}
+}
+
+// The same eventId pushed again after it was answered, and an event
+// stored whose SUCCESS never reached DingTalk (the receiving worker died
+// between storing and answering): one result each.
+func TestAnEventPushedTwiceHasOneResult(t *testing.T) {
+	e := newEnv(t, handSim())
+	r := e.start(handConfig(), nil)
+	// The first delivery of each event is stored, then answered LATER, as
+	// if the worker died before its SUCCESS went out: DingTalk pushes it again.
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	store := func(ctx context.Context, ev stream.Event) error {
+		if err := r.w.StoreDingTalkEvent(ctx, ev); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[ev.ID] {
+			seen[ev.ID] = true
+			return errors.New("died before answering")
+		}
+		return nil
+	}
+	e.listenWith(store)
+	e.publish("project.created", project("x", "a", "b"))
+	g := groupOf(e.outcomes(1)[0])
+	e.sim.QuitByHand(g, "a")
+	e.sim.RenameByHand(g, "Hand")
+	e.waitFor("both events answered", func() bool { s := e.sim.StreamStats(); return s.Acked == 2 && s.Pending == 0 })
+	e.changes(2, 1)
+	for _, id := range e.sim.Emitted() {
+		e.sim.PushAgain(id)
+	}
+	e.waitFor("the repeats answered", func() bool { s := e.sim.StreamStats(); return s.Acked == 4 && s.Pending == 0 })
+	// A repeat after the stream's duplicate window: stored again, worked, its result published again.
+	for _, id := range e.sim.Emitted() {
+		e.storeAgain(id)
+	}
+	e.waitFor("the late repeats worked", func() bool { return countLines(e.logs.Lines(), `"outcome":"repeated"`) == 2 })
+	if got := len(e.changes(2, 1)); got != 2 || e.stored("PROVISIONER_RESULTS") != 3 {
+		t.Errorf("%d group.changed, %d results: want 2 and 3 (one per event)", got, e.stored("PROVISIONER_RESULTS"))
+	}
+}
+
+// listenWith holds a Stream-mode connection whose events go to handler.
+func (e *env) listenWith(handler stream.Handler) *stream.Client {
+	e.t.Helper()
+	c, err := stream.New(stream.Config{BaseURL: e.simURL, ClientID: "key", ClientSecret: "secret", Handler: handler,
+		Log: zerolog.New(e.logs), InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	e.t.Cleanup(func() { cancel(); <-done })
+	e.waitFor("a Stream-mode connection", c.Connected)
+	return c
+}
+
+// Two workers, each with its connection; DingTalk moves the connections
+// twice while hand changes come: each change has one result, none lost.
+func TestTwoWorkersAcrossDisconnectsFollowEachChangeOnce(t *testing.T) {
+	e := newEnv(t, handSim())
+	r1 := e.start(handConfig(), nil)
+	r2 := e.start(handConfig(), nil)
+	e.listen(r1)
+	e.listen(r2)
+	const n = 20
+	for i := range n {
+		e.publish("project.created", project(fmt.Sprintf("t%d", i), "a", "b"))
+	}
+	groups := []string{}
+	for _, o := range e.outcomes(n) {
+		groups = append(groups, groupOf(o))
+	}
+	for i, g := range groups {
+		e.sim.QuitByHand(g, "a")
+		if i == n/3 || i == 2*n/3 {
+			e.sim.Disconnect()
+		}
+		e.sim.RenameByHand(g, "Hand "+g[:8])
+	}
+	ch := e.changes(2*n, n)
+	per := map[string]int{}
+	for _, c := range ch {
+		per[c.DingTalkEventID]++
+	}
+	if len(ch) != 2*n || len(per) != 2*n {
+		t.Fatalf("%d group.changed for %d events, want %d for %d", len(ch), len(per), 2*n, 2*n)
+	}
+	s := e.sim.StreamStats()
+	if s.Peak > 4 {
+		t.Errorf("%d connections open at once, want at most 4 (two workers, each moving)", s.Peak)
+	}
+}
+
+// storeAgain stores DingTalk event id once more under another message id,
+// as a repeat that comes after the stream's duplicate window would be.
+func (e *env) storeAgain(id string) {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, "PROVISIONER_DINGTALK_EVENTS")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for seq := uint64(1); ; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			e.t.Fatalf("event %s not stored: %v", id, err)
+		}
+		if m.Header.Get(messages.HeaderDingTalkEventID) != id {
+			continue
+		}
+		msg := nats.NewMsg(m.Subject)
+		msg.Data, msg.Header = m.Data, m.Header
+		msg.Header.Del("Nats-Msg-Id")
+		if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+			e.t.Fatal(err)
+		}
+		return
+	}
 }

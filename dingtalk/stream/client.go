@@ -298,7 +298,7 @@ func (s *session) dispatch(f *frame) {
 		case s.slots <- struct{}{}:
 		default:
 			s.c.stats.dropped.Add(1)
-			s.c.cfg.Log.Warn().Str("dingtalk_event_id", f.Headers["eventId"]).Msg("stream: too many events in flight: left for DingTalk to push again")
+			s.c.cfg.Log.Warn().Str("event_id", f.Headers["eventId"]).Msg("stream: too many events in flight: left for DingTalk to push again")
 			return
 		}
 		s.inflight.Add(1)
@@ -319,7 +319,7 @@ func (s *session) handle(f *frame) {
 	err := s.c.cfg.Handler(ctx, ev)
 	if err != nil {
 		s.c.stats.later.Add(1)
-		s.c.cfg.Log.Warn().Err(err).Str("dingtalk_event_id", ev.ID).Str("event_type", ev.Type).Msg("stream: event not stored; DingTalk will push it again")
+		s.c.cfg.Log.Warn().Err(err).Str("event_id", ev.ID).Str("event_type", ev.Type).Msg("stream: event not stored; DingTalk will push it again")
 	} else {
 		s.c.stats.stored.Add(1)
 	}
