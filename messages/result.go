@@ -26,6 +26,9 @@ type Provisioned struct {
 	// sent again: a second group may exist. Never set for scene groups,
 	// which DingTalk de-duplicates.
 	PossibleDuplicate bool `json:"possible_duplicate,omitempty"`
+	// Replaces is the group (chatid or open conversation id) someone
+	// disbanded in DingTalk that this one replaces (ON_HAND_DISBAND=recreate).
+	Replaces string `json:"replaces,omitempty"`
 	// Stale is true when a creation found its project's group already
 	// showing a later version (an update that carried everything created
 	// it): nothing was changed, and the result carries the group as it stands.

@@ -2,6 +2,7 @@ package projects
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"provisioner/messages"
@@ -89,4 +90,35 @@ func (r *Record) Follow(h Hand) bool {
 		return true
 	}
 	return false
+}
+
+// Replace answers a group disbanded by hand with a new one
+// (ON_HAND_DISBAND=recreate): the record forgets the group (keeping its id
+// in Replaced) and is made ready for a creation with the project's owner,
+// name and members, a fresh start (those who had left the old group by
+// hand are listed, so they are in the new one). A scene group's next
+// uuid differs from the disbanded group's, which DingTalk would answer with
+// again. It reports false when there is nothing to replace (the project is
+// closed, or the group is already replaced).
+func (r *Record) Replace(h Hand) bool {
+	if r.Closed != nil || !r.HasGroup() {
+		return false
+	}
+	r.Replaced = GroupID(r)
+	r.Name, r.Owner = r.projectName(), r.projectOwner()
+	r.ChatID, r.OpenConversationID, r.InviteURL = "", "", ""
+	r.Creator, r.Created, r.Unsure = "", false, false
+	r.Managed, r.Adding, r.Departed = nil, nil, nil
+	r.ProjectName, r.ProjectOwner = "", ""
+	r.OwnerSetAt, r.NameSetAt = time.Time{}, time.Time{}
+	if r.UUID != "" {
+		r.UUID += "-" + strconv.FormatInt(h.At.UnixMilli(), 36)
+	}
+	return true
+}
+
+// Current is what a new group for the project holds: the project's owner,
+// name and members as last applied.
+func (r *Record) Current() (name, owner string, listed []string) {
+	return r.projectName(), r.projectOwner(), slices.Clone(r.Listed)
 }

@@ -72,6 +72,9 @@ type Record struct {
 	// record was built from a step record of a release before project records.
 	Adopted  bool `json:"adopted,omitempty"`
 	Migrated bool `json:"migrated,omitempty"`
+	// Replaced is the group (chatid or open conversation id) someone
+	// disbanded by hand that this record's group replaces (ON_HAND_DISBAND=recreate).
+	Replaced string `json:"replaced,omitempty"`
 
 	// Creator is the event creating the group; until Created its step
 	// record, not this one, says how far the creation got.
@@ -139,9 +142,10 @@ type Closure struct {
 }
 
 // empty says whether the record holds nothing worth keeping: no group, no
-// creation under way or unanswered, no close.
+// creation under way or unanswered, no close, no group disbanded by hand
+// awaiting its replacement.
 func (r *Record) empty() bool {
-	return !r.HasGroup() && !r.Creating() && r.Closed == nil && !r.CreateUnanswered
+	return !r.HasGroup() && !r.Creating() && r.Closed == nil && !r.CreateUnanswered && r.Replaced == ""
 }
 
 // HasGroup says whether the record knows its group.

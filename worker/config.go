@@ -143,6 +143,16 @@ func DefaultConfig() Config {
 	}
 }
 
+// recreateSubject is where a new group for a group disbanded by hand is
+// asked for (ON_HAND_DISBAND=recreate): a complete update of the project
+// (or of the scheduled event, events), worked like any other.
+func (c Config) recreateSubject(events bool) string {
+	if events {
+		return c.HandSubject + ".recreate.event"
+	}
+	return c.HandSubject + ".recreate.project"
+}
+
 // PaceBucket is the bucket through which the workers share the per-second
 // budget: BudgetBucket with "_pace".
 func (c Config) PaceBucket() string { return c.BudgetBucket + "_pace" }

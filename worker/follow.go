@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,7 +52,7 @@ func (w *Worker) followOne(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(later.delay)
 		log.Info().Dur("retry_in", later.delay).Str("why", later.reason).Msg("DingTalk event handed back")
 	case errors.As(err, &fail):
-		if derr := w.deadLetter(ctx, msg, "dingtalk", meta.Sequence.Stream, fail); derr != nil {
+		if derr := w.deadLetter(ctx, msg, cmp.Or(meta.Stream, w.cfg.HandStream), meta.Sequence.Stream, fail); derr != nil {
 			log.Error().Err(derr).Msg("could not keep the unreadable DingTalk event as a dead letter; will try again")
 			_ = msg.NakWithDelay(w.redeliveryDelay(meta.NumDelivered))
 			return
@@ -121,6 +122,9 @@ func (w *Worker) follow(ctx context.Context, msg jetstream.Msg, typ, id string, 
 	}
 	rec := lock.Record()
 	hand := handOf(gev, key, id, meta.Timestamp)
+	recreate := hand.Change == projects.HandDisband && w.cfg.OnHandDisband == HandDisbandRecreate
+	closure := projects.Closure{Action: messages.ActionDisbanded, Name: rec.Name, At: hand.At, By: key,
+		Source: messages.SourceDingTalk, Operator: hand.Operator, DingTalkEventID: id}
 	switch {
 	case rec.LastHand == key:
 		// Folded by a delivery that stopped before publishing: publish now.
@@ -134,7 +138,13 @@ func (w *Worker) follow(ctx context.Context, msg jetstream.Msg, typ, id string, 
 	default:
 		next := rec
 		next.Managed, next.Departed = slices.Clone(rec.Managed), slices.Clone(rec.Departed)
-		if !next.Follow(hand) {
+		news := false
+		if recreate {
+			news = next.Replace(hand)
+		} else {
+			news = next.Follow(hand)
+		}
+		if !news {
 			return telemetry.DingTalkEcho, lock.Unlock(ctx, nil)
 		}
 		next.LastHand = key
@@ -143,7 +153,10 @@ func (w *Worker) follow(ctx context.Context, msg jetstream.Msg, typ, id string, 
 		}
 		rec = next
 	}
-	subject, data, outcome, err := w.handResult(&rec, pkey, hand, gev, msg.Subject())
+	if rec.Closed != nil {
+		closure = *rec.Closed
+	}
+	subject, data, outcome, err := w.handResult(&rec, pkey, hand, gev, closure, msg.Subject())
 	if err != nil {
 		return "", err
 	}
@@ -157,8 +170,42 @@ func (w *Worker) follow(ctx context.Context, msg jetstream.Msg, typ, id string, 
 	if err := w.publish(ctx, subject, msgID(subject, key), data); err != nil {
 		return "", err
 	}
-	log.Info().Str("result", subject).Str("change", hand.Change).Str("chatid", rec.ChatID).Msg("a change made in DingTalk followed")
+	log.Info().Str("result", subject).Str("change", hand.Change).Str("chatid", cmp.Or(rec.ChatID, gev.ChatID)).Msg("a change made in DingTalk followed")
+	if recreate {
+		if err := w.askRecreate(ctx, pkey, &rec, id); err != nil {
+			return "", err
+		}
+		log.Info().Str("replaces", rec.Replaced).Msg("a new group asked for the one disbanded by hand")
+		outcome = telemetry.DingTalkRecreated
+	}
 	return outcome, nil
+}
+
+// askRecreate asks for a new group for rec's project, whose group someone
+// disbanded (ON_HAND_DISBAND=recreate): a complete update of the project on
+// the recreate subject, worked like any other event (step record, retries,
+// group.provisioned with replaces). Its message id is the disband event's,
+// so asking again after a crash asks once.
+func (w *Worker) askRecreate(ctx context.Context, pkey string, rec *projects.Record, dingtalkID string) error {
+	events := strings.HasPrefix(pkey, "event.")
+	ref := "project_id"
+	if events {
+		ref = "event_id"
+	}
+	name, owner, listed := rec.Current()
+	body := map[string]any{"id": "dingtalk-" + dingtalkID, ref: rec.RefID, "name": name, "owner": owner, "members": listed}
+	if rec.Version > 0 {
+		body["version"] = rec.Version
+	}
+	data, err := encodeJSON(body)
+	if err != nil {
+		return err
+	}
+	subject := w.cfg.recreateSubject(events)
+	if _, err := w.js.Publish(ctx, subject, data, jetstream.WithMsgID("recreate-"+dingtalkID)); err != nil {
+		return fmt.Errorf("worker: asking for a new group: %w", err)
+	}
+	return nil
 }
 
 // findGroup finds the project whose record holds the event's group. A miss
@@ -212,12 +259,11 @@ func handOf(gev *dingtalk.GroupEvent, key, id string, stored time.Time) projects
 // handResult is the result of a change folded into rec: group.closed for
 // a disband, group.changed otherwise. It is made from the record and the
 // event alone, so a delivery after a crash makes the same bytes.
-func (w *Worker) handResult(rec *projects.Record, pkey string, h projects.Hand, gev *dingtalk.GroupEvent, source string) (subject string, data []byte, outcome string, err error) {
+func (w *Worker) handResult(rec *projects.Record, pkey string, h projects.Hand, gev *dingtalk.GroupEvent, c projects.Closure, source string) (subject string, data []byte, outcome string, err error) {
 	events := strings.HasPrefix(pkey, "event.")
 	if h.Change == projects.HandDisband {
-		c := rec.Closed
 		res := messages.Closed{ID: h.Event, SourceSubject: source, SourceID: h.EventID,
-			ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID,
+			ChatID: cmp.Or(rec.ChatID, gev.ChatID), OpenConversationID: cmp.Or(rec.OpenConversationID, gev.OpenConversationID),
 			Action: c.Action, Name: c.Name, Version: rec.Version, ClosedAt: c.At,
 			ClosedBy: messages.SourceDingTalk, Operator: c.Operator, DingTalkEventID: h.EventID}
 		if events {

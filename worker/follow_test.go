@@ -340,3 +340,69 @@ func (e *env) storeAgain(id string) {
 		return
 	}
 }
+
+// ON_HAND_DISBAND=recreate: a group disbanded by hand is reported closed,
+// and its open project gets a new group with its current members at once,
+// whose group.provisioned names the old one in replaces; updates then
+// change the new group.
+func TestAHandDisbandIsAnsweredWithANewGroup(t *testing.T) {
+	n := 50
+	if testing.Short() {
+		n = 5
+	}
+	for _, m := range []mode{v1Mode, sceneMode} {
+		t.Run(m.name, func(t *testing.T) {
+			e := newModeEnv(t, handSim(), m)
+			cfg := handConfig()
+			cfg.OnHandDisband = worker.HandDisbandRecreate
+			r := e.start(cfg, nil)
+			e.listen(r)
+			for i := range n {
+				e.publish("project.created", project(fmt.Sprintf("c%d", i), "a", "b"))
+			}
+			old := map[string]string{}
+			for _, o := range e.outcomes(n) {
+				old[o.Source] = groupOf(o)
+				if !e.sim.DisbandByHand(groupOf(o)) {
+					t.Fatalf("%s: the disband was refused", o.Source)
+				}
+			}
+			fresh := map[string]string{}
+			closed := 0
+			for _, o := range e.outcomes(3 * n) {
+				switch {
+				case o.Subject == "group.closed":
+					closed++
+				case o.Subject == "group.provisioned" && o.Source != "" && old[o.Source] == "":
+					var p messages.Provisioned
+					if err := json.Unmarshal(o.Raw, &p); err != nil {
+						t.Fatal(err)
+					}
+					id := p.ProjectID[len("P-"):]
+					if p.Replaces != old[id] || groupOf(o) == old[id] {
+						t.Fatalf("new group of %s: %s replacing %q, want a new group replacing %s\n%s", id, groupOf(o), p.Replaces, old[id], o.Raw)
+					}
+					fresh[id] = groupOf(o)
+				}
+			}
+			if closed != n || len(fresh) != n {
+				t.Fatalf("%d group.closed and %d new groups, want %d of each", closed, len(fresh), n)
+			}
+			for id, g := range fresh {
+				grp, ok := e.sim.Group(g)
+				if !ok || grp.Disbanded || !slices.Contains(grp.Members, "a") || grp.Owner != "owner-"+id {
+					t.Fatalf("new group of %s: %+v, want a live group owned by owner-%s with a and b", id, grp, id)
+				}
+				ev := project(id, "a", "b", "z")
+				ev["id"], ev["version"] = id+"-u", 2
+				e.publish("project.updated", ev)
+			}
+			e.outcomes(4 * n)
+			for id, g := range fresh {
+				if grp, _ := e.sim.Group(g); !slices.Contains(grp.Members, "z") {
+					t.Fatalf("the update of %s did not reach its new group: %v", id, grp.Members)
+				}
+			}
+		})
+	}
+}

@@ -93,15 +93,23 @@ func (w *Worker) StoreDingTalkEvent(ctx context.Context, ev stream.Event) error 
 // followHands works DingTalk's stored events until ctx ends, one at a
 // time; on the way out it lets the one in hand finish and hands back
 // those buffered (Drain).
+// The new groups ON_HAND_DISBAND=recreate asks for are worked like any
+// event (process), each on its own, since they call DingTalk.
 func (w *Worker) followHands(ctx, workCtx context.Context) error {
 	var mu sync.Mutex // one at a time: they are few, and their order matters
+	var creating sync.WaitGroup
+	recreate := w.cfg.HandSubject + ".recreate."
 	cc, err := w.topo.hands.Consume(func(msg jetstream.Msg) {
-		mu.Lock()
-		defer mu.Unlock()
 		if ctx.Err() != nil {
 			_ = msg.Nak()
 			return
 		}
+		if strings.HasPrefix(msg.Subject(), recreate) {
+			creating.Go(func() { w.process(workCtx, ctx.Done(), msg) })
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
 		w.followOne(workCtx, msg)
 	}, jetstream.PullMaxMessages(16))
 	if err != nil {
@@ -114,6 +122,7 @@ func (w *Worker) followHands(ctx, workCtx context.Context) error {
 	case <-time.After(w.cfg.ShutdownGrace):
 		cc.Stop()
 	}
+	creating.Wait()
 	return nil
 }
 

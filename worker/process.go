@@ -22,6 +22,7 @@ import (
 // job is one delivery of one message.
 type job struct {
 	msg       jetstream.Msg
+	stream    string // the stream it came from
 	seq       uint64 // stream sequence
 	delivered uint64 // 1 on the first delivery
 	start     time.Time
@@ -72,9 +73,9 @@ func (j *job) held() *claim {
 
 // process works one message and settles it.
 func (w *Worker) process(ctx context.Context, stopping <-chan struct{}, msg jetstream.Msg) {
-	j := &job{msg: msg, start: w.cfg.Now(), delivered: 1}
+	j := &job{msg: msg, start: w.cfg.Now(), delivered: 1, stream: w.topo.eventsStream}
 	if meta, err := msg.Metadata(); err == nil {
-		j.seq, j.delivered = meta.Sequence.Stream, meta.NumDelivered
+		j.seq, j.delivered, j.stream = meta.Sequence.Stream, meta.NumDelivered, meta.Stream
 	}
 	j.log = w.log.With().Str("subject", msg.Subject()).Uint64("stream_seq", j.seq).Uint64("delivery", j.delivered).Logger()
 	ctx, j.tel = w.cfg.Telemetry.StartEvent(ctx, msg.Subject(), msg.Headers(), msg.Data())
@@ -123,12 +124,12 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 			err = &failure{reason: messages.ReasonInternal, message: "the worker failed on this event; its logs say why", cause: fmt.Errorf("panic: %v", r)}
 		}
 	}()
-	if _, known := w.cfg.Subjects[j.msg.Subject()]; !known {
+	if _, known := w.kinds[j.msg.Subject()]; !known {
 		if v := w.newerContract(); v > 0 {
 			return leaveToNewer(fmt.Sprintf("subject %q is not one this release (contract %d) knows, and the consumer was configured by contract %d", j.msg.Subject(), messages.Contract, v))
 		}
 	}
-	ev, err := messages.Decode(j.msg.Subject(), w.cfg.Subjects, j.msg.Data())
+	ev, err := messages.Decode(j.msg.Subject(), w.kinds, j.msg.Data())
 	if err != nil {
 		var inv *messages.InvalidError
 		if !errors.As(err, &inv) {
@@ -292,7 +293,7 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 	if err := w.releaseProject(ctx, j, true); err != nil {
 		return err
 	}
-	if err := w.deadLetter(ctx, j.msg, w.topo.eventsStream, j.seq, f); err != nil {
+	if err := w.deadLetter(ctx, j.msg, j.stream, j.seq, f); err != nil {
 		return err
 	}
 	w.cfg.Telemetry.DeadLetter(j.msg.Subject(), f.reason)

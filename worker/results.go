@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"provisioner/messages"
 	"provisioner/projects"
@@ -58,13 +59,27 @@ func (w *Worker) publishProvisioned(ctx context.Context, j *job, link string) er
 	next := j.projectHold().lock.Record()
 	next.MarkCreated(projects.Creation{ChatID: rec.ChatID, OpenConversationID: rec.OpenConversationID, InviteURL: link,
 		Name: res.Name, Owner: ev.Owner, Listed: ev.Listed, Managed: ev.Members})
-	next.Applied(ev.Version, j.seq)
+	if w.recreates(ev) {
+		// A new group for one disbanded by hand: the project's version and
+		// sequence (in its events stream, not this one) stay as they were.
+		res.Replaces = next.Replaced
+		if data, err = encodeJSON(res); err != nil {
+			return err
+		}
+	} else {
+		next.Applied(ev.Version, j.seq)
+	}
 	if err := w.finish(ctx, j, w.cfg.ProvisionedSubject, data, &next, func(r *record) { r.InviteURL = link }); err != nil {
 		return err
 	}
 	flag(j.log.Info().Str("event_id", ev.ID).Str("chatid", rec.ChatID).Int("members", len(ev.Members)).
 		Int("attempts", rec.Attempts), &rec).Dur("took", w.cfg.Now().Sub(j.start)).Msg("group provisioned")
 	return nil
+}
+
+// recreates says whether ev asks for a new group for one disbanded by hand.
+func (w *Worker) recreates(ev *messages.Event) bool {
+	return w.cfg.HandEvents && strings.HasPrefix(ev.Subject, w.cfg.HandSubject+".recreate.")
 }
 
 // publishChanged records and publishes an update's result: group.updated, or

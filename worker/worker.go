@@ -9,6 +9,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,10 @@ type Worker struct {
 
 	indexMu  sync.Mutex    // one group index pass at a time
 	indexGen atomic.Uint64 // group index passes begun
+
+	// kinds are the subjects whose events process works: the input
+	// subjects, and the new groups ON_HAND_DISBAND=recreate asks for.
+	kinds map[string]messages.Kind
 }
 
 // New checks cfg, then finds or creates the streams, the consumer and the
@@ -72,8 +77,11 @@ func New(ctx context.Context, js jetstream.JetStream, groups dingtalk.Groups, lo
 	}
 	w := &Worker{cfg: cfg, js: js, topo: topo, groups: groups, budget: keeper, halt: newHalt(), log: log,
 		proj: projects.NewStore(js, topo.projects, cfg.AckWait, cfg.Now), capture: in}
+	w.kinds = maps.Clone(cfg.Subjects)
 	if cfg.HandEvents {
 		w.proj = w.proj.WithIndex()
+		w.kinds[cfg.recreateSubject(false)] = messages.ProjectUpdated
+		w.kinds[cfg.recreateSubject(true)] = messages.EventUpdated
 	}
 	w.warnUncaptured(in)
 	if in.newer > 0 {
