@@ -33,7 +33,8 @@ const HandDisband = "disband"
 //   - members_removed, member_left: no longer in the group nor managed; a
 //     member the project lists is Departed, not put back by an update that
 //     lists them unchanged. A member leaving is always news.
-//   - members_added: not managed; news unless the provisioner manages them.
+//   - members_added: not managed, but known (Others); news unless the
+//     record knew them in the group already.
 //   - owner, name: the group's follows; the project's is kept for the
 //     updates to compare with. A change made before the last one of its
 //     kind (events can come out of order) changes nothing.
@@ -44,9 +45,10 @@ func (r *Record) Follow(h Hand) bool {
 		wanted := messages.GroupMembers(r.projectOwner(), r.Listed)
 		news := h.Change == messages.ChangeMemberLeft
 		for _, m := range h.Members {
-			if slices.Contains(r.Managed, m) {
+			if slices.Contains(r.Managed, m) || slices.Contains(r.Others, m) {
 				news = true
 				r.Managed = slices.DeleteFunc(r.Managed, func(x string) bool { return x == m })
+				r.Others = slices.DeleteFunc(r.Others, func(x string) bool { return x == m })
 			}
 			if slices.Contains(wanted, m) && !slices.Contains(r.Departed, m) {
 				news = true
@@ -55,12 +57,14 @@ func (r *Record) Follow(h Hand) bool {
 		}
 		return news
 	case messages.ChangeMembersAdded:
+		news := false
 		for _, m := range h.Members {
-			if !slices.Contains(r.Managed, m) {
-				return true
+			if !slices.Contains(r.Managed, m) && !slices.Contains(r.Others, m) {
+				news = true
+				r.Others = append(r.Others, m)
 			}
 		}
-		return false
+		return news
 	case messages.ChangeOwner:
 		if h.Owner == r.Owner || h.At.Before(r.OwnerSetAt) {
 			return false
@@ -108,7 +112,7 @@ func (r *Record) Replace(h Hand) bool {
 	r.Name, r.Owner = r.projectName(), r.projectOwner()
 	r.ChatID, r.OpenConversationID, r.InviteURL = "", "", ""
 	r.Creator, r.Created, r.Unsure = "", false, false
-	r.Managed, r.Adding, r.Departed = nil, nil, nil
+	r.Managed, r.Adding, r.Departed, r.Others = nil, nil, nil, nil
 	r.ProjectName, r.ProjectOwner = "", ""
 	r.OwnerSetAt, r.NameSetAt = time.Time{}, time.Time{}
 	if r.UUID != "" {

@@ -189,7 +189,7 @@ func (l *Lock) Unlock(ctx context.Context, fn func(*Record)) error {
 
 func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
 	change := func(r *Record) {
-		r.Listed, r.Managed, r.Departed = slices.Clone(r.Listed), slices.Clone(r.Managed), slices.Clone(r.Departed)
+		r.Listed, r.Managed, r.Departed, r.Others = slices.Clone(r.Listed), slices.Clone(r.Managed), slices.Clone(r.Departed), slices.Clone(r.Others)
 		if fn != nil {
 			fn(r)
 		}

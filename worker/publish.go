@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,17 +30,25 @@ const (
 // CloudEvents headers derived from the result alone, so that a republish
 // carries the same ones.
 func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte) error {
+	return PublishResult(ctx, w.js, w.cfg, subject, msgID, data)
+}
+
+// PublishResult publishes a result as the workers do (see publish), for a
+// command that publishes results of its own (provisioner reconcile): cfg
+// names the result subjects, and so the CloudEvents type.
+func PublishResult(ctx context.Context, js jetstream.JetStream, cfg Config, subject, msgID string, data []byte) error {
+	cfg = cfg.withDefaults()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	ceType := CloudEventsTypeFailed
 	switch subject {
-	case w.cfg.ProvisionedSubject:
+	case cfg.ProvisionedSubject:
 		ceType = CloudEventsTypeProvisioned
-	case w.cfg.UpdatedSubject:
+	case cfg.UpdatedSubject:
 		ceType = CloudEventsTypeUpdated
-	case w.cfg.ClosedSubject:
+	case cfg.ClosedSubject:
 		ceType = CloudEventsTypeClosed
-	case w.cfg.ChangedSubject:
+	case cfg.ChangedSubject:
 		ceType = CloudEventsTypeChanged
 	}
 	msg.Header.Set("ce-specversion", "1.0")
@@ -64,23 +71,19 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte
 			}
 		}
 	}
-	if _, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("worker: publishing to %s: %w", subject, err)
 	}
 	return nil
 }
 
-// encodeJSON marshals results and step records, leaving '&' in invite links
-// as it is (json.Marshal would write \u0026, also inside a stored result,
-// which would then no longer be republished byte for byte).
+// encodeJSON marshals results and step records (see messages.Encode).
 func encodeJSON(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("worker: encoding %T: %w", v, err)
+	data, err := messages.Encode(v)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
+	return data, nil
 }
 
 // deadLetter copies the original message (sequence seq of stream), payload

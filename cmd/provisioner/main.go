@@ -9,6 +9,7 @@
 //	provisioner dlq    list dead letters, or replay them
 //	provisioner inspect an event's step record, in words
 //	provisioner batch  publish a file of rows as events and write a CSV of their results
+//	provisioner reconcile  find what people changed in DingTalk unreported, and follow it
 package main
 
 import (
@@ -77,6 +78,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return (&BudgetCommand{main: m}).Run(ctx, args)
 	case "dlq":
 		return (&DLQCommand{main: m}).Run(ctx, args)
+	case "reconcile":
+		return (&ReconcileCommand{main: m}).Run(ctx, args)
 	case "inspect":
 		return (&InspectCommand{main: m}).Run(ctx, args)
 	case "batch":
@@ -111,6 +114,7 @@ The commands are:
 	dlq     list the dead letters, or replay them (dlq list, dlq replay)
 	inspect print an event's step record in words
 	batch   publish a CSV or JSONL file of rows as events, and write a CSV of invite links
+	reconcile  read the open groups, report what people changed in DingTalk unreported, and follow it
 
 Use "provisioner <command> -h" for more about a command.
 `)
