@@ -51,7 +51,7 @@ type Record struct {
 	ProjectOwner string    `json:"project_owner,omitempty"`
 	ProjectName  string    `json:"project_name,omitempty"`
 	Departed     []string  `json:"departed,omitempty"`
-	Others       []string  `json:"others,omitempty"` // members people added by hand: not managed, known to be in the group
+	Others       []string  `json:"others,omitempty"`      // members people added by hand: not managed, known to be in the group
 	OwnerSetAt   time.Time `json:"owner_set_at,omitzero"` // when the last owner change by hand was made
 	NameSetAt    time.Time `json:"name_set_at,omitzero"`  // when the last rename by hand was made
 
