@@ -55,7 +55,7 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	url := "tls://" + ns.Addr().String()
 
-	simFor(t, url, "very-secret-value")
+	dt := simFor(t, url, "very-secret-value")
 	t.Setenv("NATS_CA", caFile)
 	t.Setenv("NATS_USER", "worker")
 	t.Setenv("NATS_PASSWORD", workerPW)
@@ -96,9 +96,24 @@ func TestTLSAndLeastPrivilege(t *testing.T) {
 
 	// Started again, the worker reads the step records the first run left
 	// (the migration pass): the documented permissions let it pull them.
+	// It follows DingTalk's events too: a member who quits by hand gives a
+	// group.changed under the same permissions.
+	t.Setenv("DINGTALK_EVENTS", "stream")
 	r2 := startRun(t)
 	natstest.Eventually(t, 30*time.Second, "the second run's migration pass", func() bool {
 		return strings.Contains(r2.stderr.String(), "step records of releases before project records") // done, or failed
+	}, r2.stderr.String)
+	natstest.Eventually(t, 30*time.Second, "a Stream-mode connection", func() bool { return dt.StreamStats().Connections == 1 }, r2.stderr.String)
+	if g := dt.Groups(); len(g) != 1 || !dt.QuitByHand(g[0].ChatID, "u2") {
+		t.Fatalf("groups %+v: want one, that u2 can quit", g)
+	}
+	natstest.Eventually(t, 30*time.Second, "a group.changed stored over TLS", func() bool {
+		s, err := watcher.Stream(ctx, "PROVISIONER_RESULTS")
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter("group.changed"))
+		return err == nil && len(info.State.Subjects) == 1
 	}, r2.stderr.String)
 	r2.stop(t)
 	if l := r2.stderr.String(); !strings.Contains(l, `"projects":0,"time"`) || strings.Contains(l, "trying again") {
