@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ type simFlags struct {
 	qpsModel          string
 	faults            sim.Faults
 	seed              uint64
+	stream            sim.StreamConfig
 }
 
 func (f *simFlags) register(fs *flag.FlagSet) {
@@ -53,6 +55,9 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.faults.Latency, "latency", 0, "added to every answer")
 	fs.DurationVar(&f.faults.Jitter, "jitter", 0, "each call arrives a random 0 to this late, before it is counted")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed for the random faults; 0: random")
+	fs.DurationVar(&f.stream.PingInterval, "stream-ping", 30*time.Second, "Stream mode: how often each connection gets a SYSTEM ping; 0: never")
+	fs.DurationVar(&f.stream.RedeliverAfter, "stream-redeliver", 3*time.Second, "Stream mode: how long an unanswered event waits before it is pushed again")
+	fs.DurationVar(&f.stream.DisconnectGrace, "stream-disconnect-grace", 10*time.Second, "Stream mode: how long a connection told to disconnect stays open")
 }
 
 func (f *simFlags) check() error {
@@ -75,7 +80,7 @@ func (f *simFlags) check() error {
 func (f *simFlags) config() sim.Config {
 	return sim.Config{AppKey: f.appKey, AppSecret: f.appSecret, TokenLifetime: f.tokenLifetime,
 		UnknownUsers: list(f.unknownUsers), SceneTemplates: list(f.templates), RefuseRepeatedUUID: f.refuseUUID,
-		RefuseExistingMembers: f.refuseExisting, RefuseAbsentRemovals: f.refuseAbsent, RefuseOwnerAddedInSameCall: f.refuseOwnerAdded, MonthlyQuota: f.quota, Faults: f.faults, Seed: f.seed}
+		RefuseExistingMembers: f.refuseExisting, RefuseAbsentRemovals: f.refuseAbsent, RefuseOwnerAddedInSameCall: f.refuseOwnerAdded, MonthlyQuota: f.quota, Faults: f.faults, Seed: f.seed, Stream: f.stream}
 }
 
 // list splits a comma-separated flag.
@@ -95,7 +100,7 @@ func serveSim(ctx context.Context, s *sim.Server, addr string, ready func(url st
 	if err != nil {
 		return usageError(fmt.Sprintf("provisioner: listening on %s: %v", addr, err))
 	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: simMux(s), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -127,6 +132,15 @@ one (GET /gettoken, POST /chat/create, /chat/update, GET /chat/get, POST
 DingTalk's limits, error codes and error shapes, and faults to inject.
 Point both DINGTALK_BASE_URL and DINGTALK_API_BASE_URL at it.
 
+It speaks Stream mode too (POST /v1.0/gateway/connections/open, then a
+WebSocket), for DINGTALK_EVENTS=stream. Changes made "by hand", which raise
+DingTalk's group events:
+
+	POST /sim/hand {"change":"quit|remove|add|owner|rename|disband",
+	                "group":"<chatid or open conversation id>",
+	                "user":"<userid>", "name":"<new name>", "silent":false}
+	POST /sim/disconnect   (SYSTEM disconnect to every connection)
+
 Flags:
 `)
 		fs.PrintDefaults()
@@ -145,4 +159,48 @@ Flags:
 	fmt.Fprintf(c.main.Stdout, "served %v; %d groups, %d duplicates, %d repeated uuids, %d busy answers, %d QPS refusals, %d quota refusals\n",
 		st.Calls, st.GroupsCreated, st.Duplicates, st.UUIDRepeats, st.Busy, st.RateLimited, st.QuotaRefused)
 	return err
+}
+
+// simMux serves the simulator, and the changes a person would make in the
+// DingTalk app (POST /sim/hand) and DingTalk moving its Stream-mode
+// connections (POST /sim/disconnect), for trying DINGTALK_EVENTS=stream
+// and provisioner reconcile by hand.
+func simMux(s *sim.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", s)
+	mux.HandleFunc("POST /sim/disconnect", func(w http.ResponseWriter, _ *http.Request) {
+		s.Disconnect()
+		fmt.Fprintln(w, "disconnect sent")
+	})
+	mux.HandleFunc("POST /sim/hand", func(w http.ResponseWriter, r *http.Request) {
+		var h struct {
+			Change, Group, User, Name string
+			Silent                    bool
+		}
+		if err := json.NewDecoder(r.Body).Decode(&h); err != nil {
+			http.Error(w, "the body must be JSON: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		changes := map[string]func() bool{
+			"quit":    func() bool { return s.QuitByHand(h.Group, h.User) },
+			"remove":  func() bool { return s.RemoveByHand(h.Group, h.User) },
+			"add":     func() bool { return s.AddByHand(h.Group, h.User) },
+			"owner":   func() bool { return s.SetOwnerByHand(h.Group, h.User) },
+			"rename":  func() bool { return s.RenameByHand(h.Group, h.Name) },
+			"disband": func() bool { return s.DisbandByHand(h.Group) },
+		}
+		change, ok := changes[h.Change]
+		if !ok {
+			http.Error(w, fmt.Sprintf("change %q: want quit, remove, add, owner, rename or disband", h.Change), http.StatusBadRequest)
+			return
+		}
+		s.SilenceHands(h.Silent)
+		defer s.SilenceHands(false)
+		if !change() {
+			http.Error(w, "refused: no such live group, or DingTalk's client would not allow it", http.StatusConflict)
+			return
+		}
+		fmt.Fprintln(w, "done")
+	})
+	return mux
 }
