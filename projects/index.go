@@ -16,8 +16,8 @@ import (
 // DingTalk pushes about a group finds its project in one read. Every write
 // that gives a record its group writes the index first (see Lock), so a
 // crash between leaves an index entry whose project does not (yet) show
-// the group: FindGroup checks, and IndexGroups fills in records written
-// before the index existed.
+// the group: FindGroup's caller checks the record, and IndexGroups fills in
+// records written before the index existed.
 
 // GroupKey is the index key of a group id.
 func GroupKey(id string) string { return "group." + base64.RawURLEncoding.EncodeToString([]byte(id)) }
@@ -44,22 +44,19 @@ func (s *Store) index(ctx context.Context, key string, old, rec *Record) error {
 	return nil
 }
 
-// FindGroup finds the project whose group has the chatid or open
-// conversation id id; ok is false when no record holds it.
-func (s *Store) FindGroup(ctx context.Context, id string) (key string, rec Record, ok bool, err error) {
+// FindGroup is the key of the project the index names for the group with
+// the chatid or open conversation id id; ok is false when it names none.
+// The index can name a project whose record does not (yet, or any more)
+// hold the group: the caller checks the record it then locks.
+func (s *Store) FindGroup(ctx context.Context, id string) (key string, ok bool, err error) {
 	e, err := s.kv.Get(ctx, GroupKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", Record{}, false, nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", Record{}, false, fmt.Errorf("projects: reading the group index: %w", err)
+		return "", false, fmt.Errorf("projects: reading the group index: %w", err)
 	}
-	key = string(e.Value())
-	rec, found, err := s.Get(ctx, key)
-	if err != nil || !found || (rec.ChatID != id && rec.OpenConversationID != id) {
-		return "", Record{}, false, err
-	}
-	return key, rec, true, nil
+	return string(e.Value()), true, nil
 }
 
 // IndexGroups writes the index entries of every record written at

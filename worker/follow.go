@@ -218,7 +218,7 @@ func (w *Worker) findGroup(ctx context.Context, gev *dingtalk.GroupEvent) (strin
 			if id == "" {
 				continue
 			}
-			key, _, ok, err := w.proj.FindGroup(ctx, id)
+			key, ok, err := w.proj.FindGroup(ctx, id)
 			if err != nil || ok {
 				return key, ok, err
 			}
