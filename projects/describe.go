@@ -37,6 +37,21 @@ func Describe(key string, revision uint64, r *Record, retention time.Duration, n
 	if len(r.Listed) > 0 {
 		add("listed:      %s (the members as the project last listed them)", strings.Join(r.Listed, " "))
 	}
+	if r.ProjectOwner != "" {
+		add("hand owner:  %s set in DingTalk; the project's owner %s applies again only when an update changes it", r.Owner, r.ProjectOwner)
+	}
+	if r.ProjectName != "" {
+		add("hand name:   %q set in DingTalk; the project's name %q applies again only when an update changes it", r.Name, r.ProjectName)
+	}
+	if len(r.Departed) > 0 {
+		add("departed:    %s (left the group by hand: an update listing them unchanged does not put them back)", strings.Join(r.Departed, " "))
+	}
+	if len(r.Others) > 0 {
+		add("others:      %s (added by hand: not managed)", strings.Join(r.Others, " "))
+	}
+	if r.Replaced != "" {
+		add("replaces:    %s (disbanded in DingTalk; this project's group replaces it)", r.Replaced)
+	}
 	add("version:     %d (stream sequence %d)", r.Version, r.Seq)
 	if r.UUID != "" {
 		add("uuid:        %s (a scene group's de-duplication key)", r.UUID)
@@ -51,7 +66,11 @@ func Describe(key string, revision uint64, r *Record, retention time.Duration, n
 		add("held by:     %s for event %s, until %s", r.Holder, r.HolderEvent, r.LeaseUntil.UTC().Format(time.RFC3339))
 	}
 	if c := r.Closed; c != nil {
-		add("closed:      %s at %s by event %s, as %q", c.Action, c.At.UTC().Format(time.RFC3339), c.By, c.Name)
+		by := "event " + c.By
+		if c.Source != "" {
+			by = fmt.Sprintf("%s in DingTalk (operator %s, DingTalk event %s)", c.Source, or(c.Operator, "unknown"), or(c.DingTalkEventID, "-"))
+		}
+		add("closed:      %s at %s by %s, as %q", c.Action, c.At.UTC().Format(time.RFC3339), by, c.Name)
 		add("expires:     %s (RETENTION %v after the close)", r.ExpiresAt(retention).UTC().Format(time.RFC3339), retention)
 	} else {
 		add("closed:      no; the record is kept while the project is open")

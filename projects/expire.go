@@ -77,20 +77,18 @@ func (s *Store) Expire(ctx context.Context, retention time.Duration) (int, error
 	}
 	n := 0
 	for _, st := range due {
+		// The record, and its group's index entries (the group index, the
+		// adoption's): each written before the record's revision read.
 		subjects := []string{"$KV." + bucket + "." + st.Key}
+		if id := indexID(&st.Record); id != "" {
+			subjects = append(subjects, "$KV."+bucket+"."+GroupKey(id))
+		}
 		if st.Record.Adopted {
 			subjects = append(subjects, "$KV."+bucket+"."+AdoptionKey(GroupID(&st.Record)))
 		}
-		for i, subj := range subjects {
+		for _, subj := range subjects {
 			seq := st.Revision + 1
-			if i > 0 {
-				seq = 0 // the adoption's index entry: written once, before the record's revision
-			}
-			opts := []jetstream.StreamPurgeOpt{jetstream.WithPurgeSubject(subj)}
-			if seq > 0 {
-				opts = append(opts, jetstream.WithPurgeSequence(seq))
-			}
-			if err := stream.Purge(ctx, opts...); err != nil {
+			if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(seq)); err != nil {
 				return n, fmt.Errorf("projects: forgetting %s: %w", st.Key, err)
 			}
 		}

@@ -19,7 +19,7 @@ import (
 )
 
 // TestClosedProjectsAreForgottenAfterRetention: a closed project's record
-// (and an adopted group's reservation) is gone RETENTION after its close,
+// (and an adopted group's reservation, and its group's index entry) is gone RETENTION after its close,
 // the bucket shrinks by it, open projects are kept, and an update of a
 // forgotten project answers as for an unknown one.
 func TestClosedProjectsAreForgottenAfterRetention(t *testing.T) {
@@ -29,6 +29,7 @@ func TestClosedProjectsAreForgottenAfterRetention(t *testing.T) {
 	cfg := testConfig()
 	cfg.Now, cfg.Retention = clk.Now, time.Hour
 	cfg.CheckInterval, cfg.ExpireInterval = 20*time.Millisecond, 20*time.Millisecond
+	cfg.HandEvents = true // the group index too
 	r := e.start(cfg, nil)
 	for i := range 2 * n {
 		e.publish("project.created", project(fmt.Sprint(i), "m1", "m2"))
@@ -67,6 +68,9 @@ func TestClosedProjectsAreForgottenAfterRetention(t *testing.T) {
 			t.Errorf("project P-%d: forgotten %v, want %v (%v)", i, gone, i < n, err)
 		}
 	}
+	if indexed := groupKeys(t, kv); indexed != n {
+		t.Errorf("%d group index entries left, want %d (the open projects')", indexed, n)
+	}
 	if after := bucketBytes(t, e.js); after*10 > bytesBefore*6 {
 		t.Errorf("bucket %d bytes before, %d after forgetting half the projects: it did not shrink by them", bytesBefore, after)
 	}
@@ -74,6 +78,20 @@ func TestClosedProjectsAreForgottenAfterRetention(t *testing.T) {
 	if r := e.results(3*n + 1)[3*n]; r.Error == nil || r.Error.Reason != messages.ReasonNoGroup {
 		t.Errorf("an update of a forgotten project: %s, want no_group", r.Raw)
 	}
+}
+
+// groupKeys counts the group index's entries.
+func groupKeys(t testing.TB, kv jetstream.KeyValue) int {
+	t.Helper()
+	keys, err := kv.ListKeysFiltered(context.Background(), "group.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range keys.Keys() {
+		n++
+	}
+	return n
 }
 
 func bucketBytes(t testing.TB, js jetstream.JetStream) uint64 {
