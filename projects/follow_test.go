@@ -23,7 +23,9 @@ func TestFollow(t *testing.T) {
 		check func(r *Record) bool
 	}{
 		{"a member leaves: not managed, departed", []Hand{{Change: messages.ChangeMemberLeft, Members: []string{"a"}, At: at}}, []bool{true},
-			func(r *Record) bool { return !slices.Contains(r.Managed, "a") && slices.Equal(r.Departed, []string{"a"}) }},
+			func(r *Record) bool {
+				return !slices.Contains(r.Managed, "a") && slices.Equal(r.Departed, []string{"a"})
+			}},
 		{"removed twice: the second is an echo", []Hand{{Change: messages.ChangeMembersRemoved, Members: []string{"b"}, At: at}, {Change: messages.ChangeMembersRemoved, Members: []string{"b"}, At: at}},
 			[]bool{true, false}, func(r *Record) bool { return slices.Equal(r.Departed, []string{"b"}) }},
 		{"added by hand: known, not managed; again: echo", []Hand{{Change: messages.ChangeMembersAdded, Members: []string{"z"}, At: at}, {Change: messages.ChangeMembersAdded, Members: []string{"z"}, At: at}},
