@@ -142,4 +142,11 @@ func TestReconcileRefusesARunOverItsCap(t *testing.T) {
 	if got := p.sim.Stats().Calls["chat/get"] - calls; got != 1 {
 		t.Errorf("%d chat/get calls, want 1", got)
 	}
+	// A month's quota of 40, of which the worker counted (or reserved, in
+	// blocks of 10) 20: 3 calls are more than a tenth of what is left.
+	t.Setenv("DINGTALK_MONTHLY_QUOTA", "40")
+	_, err = reconcileRun(t)
+	if err == nil || !strings.Contains(err.Error(), "needs 3 DingTalk calls, more than 10% of the 20 left of this month's quota of 40") {
+		t.Fatalf("reconcile with little quota left: %v", err)
+	}
 }
