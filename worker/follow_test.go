@@ -278,39 +278,51 @@ func (e *env) listenWith(handler stream.Handler) *stream.Client {
 }
 
 // Two workers, each with its connection; DingTalk moves the connections
-// twice while hand changes come: each change has one result, none lost.
+// twice while hand changes come: each change has one result, none lost,
+// for 50 projects in v1 and scene modes.
 func TestTwoWorkersAcrossDisconnectsFollowEachChangeOnce(t *testing.T) {
-	e := newEnv(t, handSim())
-	r1 := e.start(handConfig(), nil)
-	r2 := e.start(handConfig(), nil)
-	e.listen(r1)
-	e.listen(r2)
-	const n = 20
-	for i := range n {
-		e.publish("project.created", project(fmt.Sprintf("t%d", i), "a", "b"))
+	n := 50
+	if testing.Short() {
+		n = 10
 	}
-	groups := []string{}
-	for _, o := range e.outcomes(n) {
-		groups = append(groups, groupOf(o))
-	}
-	for i, g := range groups {
-		e.sim.QuitByHand(g, "a")
-		if i == n/3 || i == 2*n/3 {
-			e.sim.Disconnect()
-		}
-		e.sim.RenameByHand(g, "Hand "+g[:8])
-	}
-	ch := e.changes(2*n, n)
-	per := map[string]int{}
-	for _, c := range ch {
-		per[c.DingTalkEventID]++
-	}
-	if len(ch) != 2*n || len(per) != 2*n {
-		t.Fatalf("%d group.changed for %d events, want %d for %d", len(ch), len(per), 2*n, 2*n)
-	}
-	s := e.sim.StreamStats()
-	if s.Peak > 4 {
-		t.Errorf("%d connections open at once, want at most 4 (two workers, each moving)", s.Peak)
+	for _, m := range []mode{v1Mode, sceneMode} {
+		t.Run(m.name, func(t *testing.T) {
+			e := newModeEnv(t, handSim(), m)
+			r1 := e.start(handConfig(), nil)
+			r2 := e.start(handConfig(), nil)
+			e.listen(r1)
+			e.listen(r2)
+			for i := range n {
+				e.publish("project.created", project(fmt.Sprintf("t%d", i), "a", "b"))
+			}
+			groups := []string{}
+			for _, o := range e.outcomes(n) {
+				groups = append(groups, groupOf(o))
+			}
+			for i, g := range groups {
+				e.sim.QuitByHand(g, "a")
+				if i == n/3 || i == 2*n/3 {
+					e.sim.Disconnect()
+				}
+				e.sim.RenameByHand(g, fmt.Sprintf("Hand %d", i))
+			}
+			ch := e.changes(2*n, n)
+			per := map[string]int{}
+			for _, c := range ch {
+				per[c.DingTalkEventID]++
+			}
+			if len(ch) != 2*n || len(per) != 2*n {
+				t.Fatalf("%d group.changed for %d events, want %d for %d", len(ch), len(per), 2*n, 2*n)
+			}
+			for i, g := range groups {
+				if grp, _ := e.sim.Group(g); slices.Contains(grp.Members, "a") || grp.Name != fmt.Sprintf("Hand %d", i) {
+					t.Fatalf("group %d: %+v", i, grp)
+				}
+			}
+			if s := e.sim.StreamStats(); s.Peak > 4 || s.Pending != 0 {
+				t.Errorf("%d connections open at once (want at most 4: two workers, each moving), %d events pending", s.Peak, s.Pending)
+			}
+		})
 	}
 }
 

@@ -16,11 +16,22 @@ import (
 // Two workers follow DingTalk's events (DINGTALK_EVENTS=stream); one is
 // SIGKILLed while changes keep coming: the events it took and had not
 // answered are pushed again to the other, and every change has exactly one
-// group.changed.
+// group.changed; 50 projects, plain and scene groups.
 func TestAKilledWorkerLosesNoDingTalkEvent(t *testing.T) {
+	for _, scene := range []bool{false, true} {
+		t.Run(map[bool]string{false: "v1", true: "scene"}[scene], func(t *testing.T) { killAFollowingWorker(t, scene) })
+	}
+}
+
+func killAFollowingWorker(t *testing.T, scene bool) {
 	t.Setenv("DINGTALK_EVENTS", "stream")
-	p := startPipeline(t, sim.Config{Stream: sim.StreamConfig{RedeliverAfter: 500 * time.Millisecond}})
-	const n = 30
+	cfg := sim.Config{Stream: sim.StreamConfig{RedeliverAfter: 500 * time.Millisecond}}
+	if scene {
+		t.Setenv("DINGTALK_SCENE_TEMPLATE_ID", "tpl")
+		cfg.SceneTemplates = []string{"tpl"}
+	}
+	p := startPipeline(t, cfg)
+	const n = 50
 	for i := range n {
 		p.publish("project.created", fmt.Sprintf(`{"id":"k%d","project_id":"K%d","name":"K %d","owner":"o","members":["a","b"]}`, i, i, i), nil)
 	}
@@ -31,8 +42,8 @@ func TestAKilledWorkerLosesNoDingTalkEvent(t *testing.T) {
 
 	groups := p.sim.Groups()
 	for i, g := range groups {
-		p.sim.QuitByHand(g.ChatID, "a")
-		p.sim.RenameByHand(g.ChatID, fmt.Sprintf("renamed %d", i))
+		p.sim.QuitByHand(g.OpenConversationID, "a")
+		p.sim.RenameByHand(g.OpenConversationID, fmt.Sprintf("renamed %d", i))
 		if i == n/2 {
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
