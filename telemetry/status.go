@@ -21,6 +21,9 @@ type Sources struct {
 	// Uncaptured lists the input subjects no stream captures (events
 	// published on them are refused at the producer).
 	Uncaptured func() []string
+	// StreamConnected says whether this worker's Stream-mode connection to
+	// DingTalk is open (DINGTALK_EVENTS=stream); nil when it is off.
+	StreamConnected func() bool
 }
 
 // WatchStatus registers, where New registered the metrics, a collector that
@@ -39,6 +42,7 @@ func (t *Telemetry) WatchStatus(s Sources) error {
 		halted:     prometheus.NewDesc("provisioner_misconfigured", "1 while DingTalk refuses this worker's configuration and it takes no events, by reason (credentials, permission, ip_allowlist), else 0.", []string{"reason"}, nil),
 		uncaptured: prometheus.NewDesc("provisioner_uncaptured_subjects", "1 for each input subject no stream captures: JetStream refuses events published on it until it is added to the producers' stream.", []string{"subject"}, nil),
 		ackPending: prometheus.NewDesc("provisioner_consumer_ack_pending_messages", "Events delivered to workers and not yet settled.", nil, nil),
+		stream:     prometheus.NewDesc("provisioner_dingtalk_stream_connected", "1 while this worker's Stream-mode connection to DingTalk is open (DINGTALK_EVENTS=stream), else 0; absent when off.", nil, nil),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisioner_scrape_errors_total",
 			Help: "Scrapes that could not read a source (budget, consumer)."}, []string{"source"}),
 	}
@@ -51,19 +55,19 @@ func (t *Telemetry) WatchStatus(s Sources) error {
 	t.m.names = append(t.m.names, "provisioner_quota_used_calls", "provisioner_quota_limit_calls", "provisioner_paused",
 		"provisioner_budget_used_calls", "provisioner_budget_share_calls", "provisioner_budget_workers",
 		"provisioner_consumer_pending_messages", "provisioner_consumer_ack_pending_messages", "provisioner_scrape_errors_total",
-		"provisioner_misconfigured", "provisioner_uncaptured_subjects")
+		"provisioner_misconfigured", "provisioner_uncaptured_subjects", "provisioner_dingtalk_stream_connected")
 	return nil
 }
 
 type statusCollector struct {
 	s                                                   Sources
 	quotaUsed, quotaLimit, paused, used, share, workers *prometheus.Desc
-	pending, ackPending, halted, uncaptured             *prometheus.Desc
+	pending, ackPending, halted, uncaptured, stream     *prometheus.Desc
 	errors                                              *prometheus.CounterVec
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.quotaUsed, c.quotaLimit, c.paused, c.used, c.share, c.workers, c.pending, c.ackPending, c.halted, c.uncaptured} {
+	for _, d := range []*prometheus.Desc{c.quotaUsed, c.quotaLimit, c.paused, c.used, c.share, c.workers, c.pending, c.ackPending, c.halted, c.uncaptured, c.stream} {
 		ch <- d
 	}
 }
@@ -73,6 +77,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	if c.s.StreamConnected != nil {
+		v := 0.0
+		if c.s.StreamConnected() {
+			v = 1
+		}
+		gauge(c.stream, v)
 	}
 	if c.s.Uncaptured != nil {
 		for _, subj := range c.s.Uncaptured() {

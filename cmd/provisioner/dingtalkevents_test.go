@@ -36,6 +36,9 @@ func killAFollowingWorker(t *testing.T, scene bool) {
 		p.publish("project.created", fmt.Sprintf(`{"id":"k%d","project_id":"K%d","name":"K %d","owner":"o","members":["a","b"]}`, i, i, i), nil)
 	}
 	p.waitFor("every group provisioned", func() bool { return p.storedResults()["group.provisioned"] == n })
+	if got := sum(p.scrape(), "provisioner_dingtalk_stream_connected", nil); got != 1 {
+		t.Errorf("provisioner_dingtalk_stream_connected %v, want 1", got)
+	}
 	t.Setenv("HTTP_ADDR", "127.0.0.1:0")
 	cmd, out := startCommand(t, "run")
 	p.waitFor("two Stream-mode connections", func() bool { return p.sim.StreamStats().Connections == 2 })

@@ -10,12 +10,14 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"provisioner/dingtalk/stream"
 	"provisioner/telemetry"
 	"provisioner/worker"
 )
@@ -114,8 +116,15 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 	}
 	halted := func() (string, bool) { h, ok := w.Halted(); return h.Reason, ok }
 	uncaptured := func() []string { s, _ := w.Uncaptured(); return s }
-	err = tel.WatchStatus(telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo, Halt: halted, Uncaptured: uncaptured})
-	if err != nil {
+	sources := telemetry.Sources{Budget: w.Budget().Status, Pacer: w.PacerStatus, Consumer: w.ConsumerInfo, Halt: halted, Uncaptured: uncaptured}
+	var events *stream.Client
+	if cfg.HandEvents {
+		if events, err = e.dingtalkEvents(w, log); err != nil {
+			return err
+		}
+		sources.StreamConnected = events.Connected
+	}
+	if err = tel.WatchStatus(sources); err != nil {
 		return fmt.Errorf("provisioner: %w", err)
 	}
 	if e.HTTPAddr != "" {
@@ -125,12 +134,13 @@ func runWorker(ctx context.Context, log zerolog.Logger, e *env) error {
 		}
 		defer stop()
 	}
-	if cfg.HandEvents {
-		stopEvents, err := e.followDingTalk(ctx, w, log)
-		if err != nil {
-			return err
-		}
-		defer stopEvents()
+	if events != nil {
+		// One connection per worker; on the way out it waits until every
+		// event it took is answered.
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { _ = events.Run(ctx) })
+		log.Info().Msg("following DingTalk's group events over Stream mode")
 	}
 	return w.Run(ctx)
 }
