@@ -25,6 +25,9 @@ func TestAKilledWorkerLosesNoDingTalkEvent(t *testing.T) {
 
 func killAFollowingWorker(t *testing.T, scene bool) {
 	t.Setenv("DINGTALK_EVENTS", "stream")
+	// An event the killed worker had pulled from JetStream is delivered
+	// again once its lease (ACK_WAIT) runs out.
+	t.Setenv("ACK_WAIT", "5s")
 	cfg := sim.Config{Stream: sim.StreamConfig{RedeliverAfter: 500 * time.Millisecond}}
 	if scene {
 		t.Setenv("DINGTALK_SCENE_TEMPLATE_ID", "tpl")
