@@ -27,13 +27,16 @@ type Target struct {
 	Record projects.Record
 }
 
-// Targets lists the open projects that have a group, or the one whose
-// project_id or event_id is refID (both families are searched).
+// Targets lists the open projects that have a group, or await one that
+// replaces a group disbanded by hand (asked for again, once, by
+// Reconciler.Recreate), or the one whose project_id or event_id is refID
+// (both families are searched).
 func Targets(ctx context.Context, store *projects.Store, refID string) ([]Target, error) {
 	var out []Target
 	err := store.Scan(ctx, func(st projects.Stored) error {
 		r := st.Record
-		if r.Closed == nil && r.HasGroup() && !r.Creating() && (refID == "" || r.RefID == refID) {
+		awaiting := r.Replaced != "" && !r.HasGroup()
+		if r.Closed == nil && (r.HasGroup() || awaiting) && !r.Creating() && (refID == "" || r.RefID == refID) {
 			out = append(out, Target{Key: st.Key, Record: r})
 		}
 		return nil
@@ -50,9 +53,11 @@ func Targets(ctx context.Context, store *projects.Store, refID string) ([]Target
 func Calls(targets []Target) int {
 	n := 0
 	for _, t := range targets {
-		if t.Record.Kind == projects.KindScene {
+		switch {
+		case !t.Record.HasGroup(): // awaiting its replacement: nothing to read
+		case t.Record.Kind == projects.KindScene:
 			n += 1 + 1 + (len(t.Record.Managed)+len(t.Record.Others))/1000
-		} else {
+		default:
 			n++
 		}
 	}
@@ -87,6 +92,11 @@ type Reconciler struct {
 	ChangedSubject, ClosedSubject string
 	Holder                        string // names this run in the records' leases
 	Now                           func() time.Time
+	// Recreate, when set (ON_HAND_DISBAND=recreate, with the workers
+	// following DingTalk's events), answers a dissolved group as the events
+	// do: the record is replaced and a new group asked for (worker.AskRecreate).
+	// Unset, a dissolved group closes its record.
+	Recreate func(ctx context.Context, key string, rec *projects.Record, id string) error
 	// Retries is how many times a transient failure to read one group is
 	// tried again before the group is reported unread; 5.
 	Retries int
@@ -134,8 +144,14 @@ func (r *Reconciler) one(ctx context.Context, t Target, dryRun bool) ([]Finding,
 		}
 	}()
 	rec := lock.Record()
-	if rec.Closed != nil || !rec.HasGroup() {
-		return nil, nil // closed or forgotten since it was listed
+	switch {
+	case rec.Closed != nil:
+		return nil, nil // closed since it was listed
+	case !rec.HasGroup() && rec.Replaced != "" && !rec.Creating() && r.Recreate != nil && !dryRun:
+		// A replacement asked for and lost (a crash between): ask again, once.
+		return nil, r.Recreate(ctx, t.Key, &rec, messages.Key("reconcile", t.Key+"|replace|"+rec.Replaced))
+	case !rec.HasGroup():
+		return nil, nil // forgotten, or still awaiting its replacement
 	}
 	st, err := r.read(ctx, &rec)
 	if err != nil {
@@ -153,13 +169,20 @@ func (r *Reconciler) one(ctx context.Context, t Target, dryRun bool) ([]Finding,
 		if err := r.publish(ctx, t.Key, &rec, h); err != nil {
 			return out, err
 		}
-		next.Follow(h)
+		if h.Change == projects.HandDisband && r.Recreate != nil {
+			next.Replace(h)
+		} else {
+			next.Follow(h)
+		}
 	}
 	if dryRun || len(out) == 0 {
 		return out, nil
 	}
 	err = lock.Unlock(ctx, func(p *projects.Record) { *p = next })
 	lock = nil
+	if err == nil && r.Recreate != nil && next.Replaced != "" && !next.HasGroup() {
+		err = r.Recreate(ctx, t.Key, &next, messages.Key("reconcile", t.Key+"|replace|"+next.Replaced))
+	}
 	return out, err
 }
 

@@ -181,19 +181,28 @@ func (w *Worker) follow(ctx context.Context, msg jetstream.Msg, typ, id string, 
 	return outcome, nil
 }
 
-// askRecreate asks for a new group for rec's project, whose group someone
-// disbanded (ON_HAND_DISBAND=recreate): a complete update of the project on
-// the recreate subject, worked like any other event (step record, retries,
-// group.provisioned with replaces). Its message id is the disband event's,
-// so asking again after a crash asks once.
+// askRecreate asks for a new group for rec's project (see AskRecreate).
 func (w *Worker) askRecreate(ctx context.Context, pkey string, rec *projects.Record, dingtalkID string) error {
+	return AskRecreate(ctx, w.js, w.cfg, pkey, rec, dingtalkID)
+}
+
+// AskRecreate asks for a new group for the project whose record rec
+// (under key pkey) was replaced because someone disbanded its group
+// (ON_HAND_DISBAND=recreate): a complete update of the project on the
+// recreate subject, worked by the workers like any other event (step
+// record, retries, group.provisioned with replaces). Its message id is made
+// from id (the disband event's, or a reconcile's), so asking again after a
+// crash asks once. The workers must follow DingTalk's events
+// (Config.HandEvents): their stream captures the subject.
+func AskRecreate(ctx context.Context, js jetstream.JetStream, cfg Config, pkey string, rec *projects.Record, id string) error {
+	cfg = cfg.withDefaults()
 	events := strings.HasPrefix(pkey, "event.")
 	ref := "project_id"
 	if events {
 		ref = "event_id"
 	}
 	name, owner, listed := rec.Current()
-	body := map[string]any{"id": "dingtalk-" + dingtalkID, ref: rec.RefID, "name": name, "owner": owner, "members": listed}
+	body := map[string]any{"id": "dingtalk-" + id, ref: rec.RefID, "name": name, "owner": owner, "members": listed}
 	if rec.Version > 0 {
 		body["version"] = rec.Version
 	}
@@ -201,8 +210,7 @@ func (w *Worker) askRecreate(ctx context.Context, pkey string, rec *projects.Rec
 	if err != nil {
 		return err
 	}
-	subject := w.cfg.recreateSubject(events)
-	if _, err := w.js.Publish(ctx, subject, data, jetstream.WithMsgID("recreate-"+dingtalkID)); err != nil {
+	if _, err := js.Publish(ctx, cfg.recreateSubject(events), data, jetstream.WithMsgID("recreate-"+id)); err != nil {
 		return fmt.Errorf("worker: asking for a new group: %w", err)
 	}
 	return nil

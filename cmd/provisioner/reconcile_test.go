@@ -150,3 +150,35 @@ func TestReconcileRefusesARunOverItsCap(t *testing.T) {
 		t.Fatalf("reconcile with little quota left: %v", err)
 	}
 }
+
+// With ON_HAND_DISBAND=recreate, a group found dissolved by reconcile is
+// replaced as an event's disband would be: group.closed for the old one,
+// then a new group whose group.provisioned names it in replaces.
+func TestReconcileReplacesADissolvedGroup(t *testing.T) {
+	t.Setenv("DINGTALK_EVENTS", "stream")
+	t.Setenv("ON_HAND_DISBAND", "recreate")
+	p := startPipeline(t, sim.Config{})
+	p.publish("project.created", `{"id":"g1","project_id":"G1","name":"G 1","owner":"o","members":["a"]}`, nil)
+	p.waitFor("the group", func() bool { return p.storedResults()["group.provisioned"] == 1 })
+	old := p.sim.Groups()[0].ChatID
+	p.sim.SilenceHands(true)
+	p.sim.DisbandByHand(old)
+	out, err := reconcileRun(t)
+	if err != nil || !strings.Contains(out, "disband") {
+		t.Fatalf("reconcile: %v\n%s", err, out)
+	}
+	p.waitFor("a new group replacing the old", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, m := range p.results {
+			var r messages.Provisioned
+			if m.Subject == "group.provisioned" && json.Unmarshal(m.Data, &r) == nil && r.Replaces == old && r.ChatID != old {
+				return true
+			}
+		}
+		return false
+	})
+	if got := p.storedResults()["group.closed"]; got != 1 {
+		t.Errorf("%d group.closed, want 1", got)
+	}
+}

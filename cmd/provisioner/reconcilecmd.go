@@ -44,7 +44,9 @@ and prints what people changed in DingTalk that the records did not learn:
 members gone or added, a new owner or name, a dissolved group. Each is
 published as group.changed with "source": "reconcile" (a dissolved group as
 group.closed with "closed_by": "dingtalk"), and the record then follows it by
-the same rules as DingTalk's events. It refuses to start when the run needs
+the same rules as DingTalk's events (with DINGTALK_EVENTS=stream and
+ON_HAND_DISBAND=recreate, a dissolved group of an open project is replaced by
+a new one). It refuses to start when the run needs
 more calls than -max-calls, or more than 10% of the month's remaining quota
 (DINGTALK_MONTHLY_QUOTA), and says how many it needs. It reads the worker's
 environment.
@@ -113,6 +115,11 @@ Flags:
 			return worker.PublishResult(ctx, js, cfg, subject, msgID, data)
 		},
 		ChangedSubject: cfg.ChangedSubject, ClosedSubject: cfg.ClosedSubject,
+	}
+	if cfg.HandEvents && cfg.OnHandDisband == worker.HandDisbandRecreate {
+		r.Recreate = func(ctx context.Context, key string, rec *projects.Record, id string) error {
+			return worker.AskRecreate(ctx, js, cfg, key, rec, id)
+		}
 	}
 	prog := newCountProgress(c.main.Stderr, log, "groups read", len(targets))
 	found, failed, err := r.Run(ctx, targets, *dryRun, prog.add)
