@@ -30,7 +30,8 @@
 #                             worker a third of the way. Prints the time from the first event
 #                             published to the last result (the budget allows 50 s) and the
 #                             calls refused. COLD=1 publishes as the workers start (their
-#                             start-up in the time) instead of once their shares are up.
+#                             start-up in the time) instead of once their shares are up;
+#                             BACKLOG=1 publishes first and times from the workers' process start.
 #   deploy/bench.sh upgrade   the previous release (PREV, default 91a7469: the last before project
 #                             records) built from git, on a producer's stream HR_EVENTS capturing
 #                             project.created and event.scheduled, provisions EVENTS (200) projects;
@@ -174,12 +175,21 @@ progress() {
 if [ "$mode" = shared ]; then
   echo "== $workers workers sharing 20 calls/s per API, QPS counted per $model; $events events${kill_one:+, one worker SIGKILLed a third of the way}"
   worker_pids=()
-  for _ in $(seq "$workers"); do start_worker; worker_pids+=("$worker_pid"); done
-  # every worker's share is up 1.2 s after the last one joined; COLD=1 publishes at once instead
-  if [ -z "${COLD:-}" ]; then sleep 3; fi
-  t0=$(date +%s.%N)
-  "$work/provisioner" load -n "$events" -timeout 10m >"$work/load.log" 2>&1 &
-  load_pid=$!
+  if [ -n "${BACKLOG:-}" ]; then
+    # the issue's measure: the events wait in the stream, the time runs from the workers' process start
+    "$work/provisioner" load -n "$events" -timeout 10m >"$work/load.log" 2>&1 &
+    load_pid=$!
+    until grep -q '^published' "$work/load.log" 2>/dev/null; do sleep 0.2; done
+    t0=$(date +%s.%N)
+    for _ in $(seq "$workers"); do start_worker; worker_pids+=("$worker_pid"); done
+  else
+    for _ in $(seq "$workers"); do start_worker; worker_pids+=("$worker_pid"); done
+    # every worker's share is up 1.2 s after the last one joined; COLD=1 publishes at once instead
+    if [ -z "${COLD:-}" ]; then sleep 3; fi
+    t0=$(date +%s.%N)
+    "$work/provisioner" load -n "$events" -timeout 10m >"$work/load.log" 2>&1 &
+    load_pid=$!
+  fi
   if [ -n "$kill_one" ]; then
     until [ "$(progress)" -ge $((events / 3)) ] 2>/dev/null; do sleep 0.1; done
     kill -KILL "${worker_pids[0]}"; echo "   killed one worker at $(progress) results"
@@ -189,7 +199,9 @@ if [ "$mode" = shared ]; then
   tail -1 "$work/load.log"
   for p in "${worker_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   kill -TERM "$sim_pid"; wait "$sim_pid" || true
-  echo "== from the first event published to the last result: $(awk "BEGIN{printf \"%.2f s, %.3f of the 50 s floor\", $t1-$t0, ($t1-$t0)/50}") (the budget allows 50 s)"
+  from="the first event published"
+  if [ -n "${BACKLOG:-}" ]; then from="the workers' start"; fi
+  echo "== from $from to the last result: $(awk "BEGIN{printf \"%.2f s, %.3f of the 50 s floor\", $t1-$t0, ($t1-$t0)/50}") (the budget allows 50 s)"
   echo "== simulator: $(tail -1 "$work/sim.log")"
   exit 0
 fi
