@@ -3,6 +3,7 @@ package budget
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,7 +36,9 @@ type PacerOptions struct {
 	// Limit is the app's calls per second per API (DingTalk's standard
 	// edition: 20), shared by every worker using the bucket.
 	Limit    int
-	Margin   time.Duration // added to the one-second window; default DefaultMargin
+	// Margin is added to the one-second window until the answer times of an
+	// API (Observe) say how much its calls' arrivals vary; default DefaultMargin.
+	Margin   time.Duration
 	Storage  jetstream.StorageType
 	Replicas int
 	Log      zerolog.Logger
@@ -55,6 +58,7 @@ type Pacer struct {
 
 	mu       sync.Mutex
 	apis     map[string]*window
+	spreads  map[string]*spread // per API: recent answer times (Observe)
 	holds    map[string]time.Time // per API: no call before this
 	members  map[string]time.Time // worker id → when last heard (local clock)
 	share    int                  // calls per window per API this worker may make now
@@ -63,13 +67,15 @@ type Pacer struct {
 	lastOK   time.Time            // the last successful refresh
 	degraded bool                 // refreshes failing: a safe local share is in force
 	changed  chan struct{}        // closed when share or holds change
+	soloRev  uint64               // the revision of the solo claim this worker holds; 0: none
 
 	stop context.CancelFunc
 	done chan struct{}
 }
 
-// StartPacer joins the workers sharing o.Bucket. Its share starts at 0 and
-// rises once the others have made room; Stop leaves.
+// StartPacer joins the workers sharing o.Bucket. A worker that finds no
+// other takes the whole limit at once (see startAlone); otherwise its share
+// starts at 0 and rises once the others have made room. Stop leaves.
 func StartPacer(ctx context.Context, js jetstream.JetStream, o PacerOptions) (*Pacer, error) {
 	if o.Limit < 1 {
 		return nil, fmt.Errorf("budget: the per-second limit must be at least 1, got %d", o.Limit)
@@ -94,7 +100,7 @@ func StartPacer(ctx context.Context, js jetstream.JetStream, o PacerOptions) (*P
 	if err != nil {
 		return nil, fmt.Errorf("budget: %w", err)
 	}
-	p := &Pacer{o: o, kv: kv, w: time.Second + o.Margin, apis: map[string]*window{}, holds: map[string]time.Time{},
+	p := &Pacer{o: o, kv: kv, w: time.Second + o.Margin, apis: map[string]*window{}, spreads: map[string]*spread{}, holds: map[string]time.Time{},
 		members: map[string]time.Time{}, changed: make(chan struct{}), done: make(chan struct{})}
 	if err := p.refresh(ctx); err != nil {
 		return nil, err
@@ -103,6 +109,7 @@ func StartPacer(ctx context.Context, js jetstream.JetStream, o PacerOptions) (*P
 	if err != nil {
 		return nil, fmt.Errorf("budget: watching %q: %w", o.Bucket, err)
 	}
+	p.startAlone(ctx, watch)
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	p.stop = stop
 	go p.run(runCtx, watch)
@@ -116,6 +123,93 @@ func (p *Pacer) Stop(ctx context.Context) {
 	if err := p.kv.Delete(ctx, "members."+p.o.ID); err != nil {
 		p.o.Log.Warn().Err(err).Msg("leaving the shared DingTalk budget; the others take over this share when it expires")
 	}
+	if p.soloRev != 0 { // a claim another has not taken over since
+		_ = p.kv.Delete(ctx, soloKey, jetstream.LastRevision(p.soloRev))
+	}
+}
+
+// soloKey is claimed (created, first writer wins) by a worker that starts
+// and finds no other. Of two workers starting together the later one's
+// read already holds the earlier one's member key (each writes its own
+// before it reads), so at most one finds itself alone; the claim guards
+// that should a read ever miss a key, two still cannot both take the whole
+// limit.
+const soloKey = "solo"
+
+// startWait bounds how long a starting worker reads the members already
+// there before it decides whether it is alone (then the slow start).
+const startWait = 2 * time.Second
+
+// startAlone reads the members already in the bucket (the watch's initial
+// values) and, when none is another live worker, takes the whole limit at
+// once instead of after raiseDelay, provided it wins the solo claim. A
+// claim whose holder is not live is taken over (by revision). Any doubt
+// (the initial values not read in time, a claim held by a live worker, a
+// request failing) leaves the slow start, which is safe.
+func (p *Pacer) startAlone(ctx context.Context, watch jetstream.KeyWatcher) {
+	timer := time.NewTimer(startWait)
+	defer timer.Stop()
+	for done := false; !done; {
+		select {
+		case e, ok := <-watch.Updates():
+			switch {
+			case !ok:
+				return
+			case e == nil: // the initial values are all in
+				done = true
+			default:
+				p.heard(e)
+			}
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+	if p.others() > 0 {
+		return
+	}
+	rev, err := p.kv.Create(ctx, soloKey, []byte(p.o.ID))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		e, gerr := p.kv.Get(ctx, soloKey)
+		if gerr != nil || p.live(string(e.Value())) {
+			return
+		}
+		rev, err = p.kv.Update(ctx, soloKey, []byte(p.o.ID), e.Revision())
+	}
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.soloRev, p.share, p.pending = rev, p.o.Limit, 0
+	p.wake()
+	p.mu.Unlock()
+	p.o.Log.Info().Int("workers", 1).Int("share", p.o.Limit).Int("limit", p.o.Limit).Dur("window", p.w).
+		Msg("this worker's share of the DingTalk per-second budget changed: alone, it takes the whole limit at once")
+	if err := p.refresh(ctx); err != nil {
+		p.o.Log.Debug().Err(err).Msg("publishing this worker's share")
+	}
+}
+
+// others is how many other workers are live.
+func (p *Pacer) others() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, now := 0, p.o.Now()
+	for id, heard := range p.members {
+		if id != p.o.ID && now.Sub(heard) < memberTTL {
+			n++
+		}
+	}
+	return n
+}
+
+// live says whether worker id is live, as this one knows.
+func (p *Pacer) live(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	heard, ok := p.members[id]
+	return ok && p.o.Now().Sub(heard) < memberTTL
 }
 
 // refresh says this worker is alive, with its figures.
@@ -275,7 +369,7 @@ func (p *Pacer) Wait(ctx context.Context, api string) error {
 			at = all
 		}
 		if !at.After(now) {
-			at = win.next(now, p.w, p.share)
+			at = win.next(now, p.window(api), p.share)
 		}
 		if !at.IsZero() && !at.After(now) {
 			win.sent = append(win.sent, now)
@@ -288,6 +382,71 @@ func (p *Pacer) Wait(ctx context.Context, api string) error {
 			return err
 		}
 	}
+}
+
+// Observe takes how long a call to api took to be answered, from just
+// before it left. How much those times vary bounds how much the calls'
+// arrivals at DingTalk vary after their release (the network's and this
+// process's delays), which is what the window's margin must cover: once
+// an API has minSamples answers, its margin is their spread (the longest
+// less the shortest of the last spreadSamples) plus marginSlack, instead
+// of Margin. Safe for concurrent use.
+func (p *Pacer) Observe(api string, took time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.spreads[api]
+	if !ok {
+		s = &spread{}
+		p.spreads[api] = s
+	}
+	learnt := s.n >= minSamples
+	s.add(took)
+	if !learnt && s.n >= minSamples {
+		p.o.Log.Info().Str("api", api).Dur("window", p.window(api)).Dur("spread", s.width()).
+			Msg("the window of this API's calls now follows how much DingTalk's answer times vary")
+	}
+}
+
+// window is api's window: a second plus its margin; p.mu held.
+func (p *Pacer) window(api string) time.Duration {
+	s, ok := p.spreads[api]
+	if !ok || s.n < minSamples {
+		return p.w
+	}
+	return time.Second + min(max(s.width()+marginSlack, minMargin), maxMargin)
+}
+
+// The learnt margin: the answer times' spread plus marginSlack, kept
+// within [minMargin, maxMargin]; learnt from minSamples answers, over the
+// last spreadSamples.
+const (
+	marginSlack   = 5 * time.Millisecond
+	minMargin     = 10 * time.Millisecond
+	maxMargin     = time.Second
+	minSamples    = 32
+	spreadSamples = 128
+)
+
+// spread keeps an API's last answer times.
+type spread struct {
+	took [spreadSamples]time.Duration
+	next int
+	n    int // answers seen, up to spreadSamples
+}
+
+func (s *spread) add(d time.Duration) {
+	s.took[s.next] = d
+	s.next = (s.next + 1) % spreadSamples
+	s.n = min(s.n+1, spreadSamples)
+}
+
+// width is the longest answer time less the shortest, of those kept.
+func (s *spread) width() time.Duration {
+	lo, hi := s.took[0], s.took[0]
+	for _, d := range s.took[:s.n] {
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	return hi - lo
 }
 
 // Changed is closed when this worker's share or a hold next changes.
@@ -354,7 +513,7 @@ func PenaltyEnd(now time.Time, named time.Duration, margin time.Duration) time.T
 type PacerStatus struct {
 	Workers  int                  // live workers sharing the budget
 	Share    int                  // this worker's calls per window per API
-	Window   time.Duration        // a second plus the margin
+	Window   time.Duration        // a second plus the margin (the largest of the APIs')
 	Degraded bool                 // NATS unreachable: a safe local share in force
 	Holds    map[string]time.Time // APIs held by a rate-limit answer, until when
 	Used     map[string]int       // per API: calls this worker released in the last second
@@ -378,6 +537,7 @@ func (p *Pacer) Status() PacerStatus {
 		Holds: map[string]time.Time{}, Used: make(map[string]int, len(p.apis))}
 	for api, win := range p.apis {
 		st.Used[api] = win.count(now, time.Second)
+		st.Window = max(st.Window, p.window(api))
 	}
 	for id, heard := range p.members {
 		if id != p.o.ID && now.Sub(heard) < memberTTL {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,5 +135,72 @@ func TestPacerFallsBackWhenNATSIsGone(t *testing.T) {
 	}
 	if err := a.Wait(context.Background(), "chat/create"); err != nil {
 		t.Errorf("a degraded worker still calls: %v", err)
+	}
+}
+
+// A worker that starts alone calls at the whole limit at once; workers
+// that start together never hold more than the limit between them, and
+// end with fair shares.
+func TestAWorkerAloneTakesTheWholeLimitAtOnce(t *testing.T) {
+	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for round := range 5 {
+		bucket := fmt.Sprintf("pace%d", round)
+		start := func(id string) *budget.Pacer {
+			p, err := budget.StartPacer(ctx, js, budget.PacerOptions{Bucket: bucket, ID: id, Limit: 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Stop(ctx) })
+			return p
+		}
+		if round == 0 {
+			a := start("a")
+			if got := a.Share(); got != 20 {
+				t.Fatalf("a worker alone has a share of %d as it starts, want 20", got)
+			}
+			continue
+		}
+		pacers := make([]*budget.Pacer, 3)
+		var wg sync.WaitGroup
+		for i := range pacers {
+			wg.Go(func() { pacers[i] = start(fmt.Sprintf("w%d", i)) })
+		}
+		wg.Wait()
+		first := 0
+		for _, p := range pacers {
+			first += p.Share()
+		}
+		if first > 20 {
+			t.Fatalf("round %d: three workers starting together hold %d between them at once", round, first)
+		}
+		waitShares(t, fmt.Sprintf("round %d: three started together", round), pacers, sorted(6, 7, 7))
+	}
+}
+
+// The window's margin follows how much an API's answer times vary, once
+// enough are seen: narrower than the default for a steady DingTalk, wider
+// for an erratic one, and the default for an API not yet observed.
+func TestTheWindowFollowsTheAnswerTimes(t *testing.T) {
+	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startPacer(t, js, "m")
+	for i := range 64 {
+		p.Observe("steady", 80*time.Millisecond+time.Duration(i%21)*time.Millisecond) // 80–100 ms
+		p.Observe("erratic", time.Duration(50+i*3)*time.Millisecond)                  // 50–239 ms
+	}
+	p.Observe("few", 80*time.Millisecond)
+	for _, tt := range []struct {
+		api  string
+		want time.Duration
+	}{{"steady", time.Second + 25*time.Millisecond}, {"erratic", time.Second + 194*time.Millisecond}, {"few", time.Second + budget.DefaultMargin}} {
+		if got := budget.WindowOf(p, tt.api); got != tt.want {
+			t.Errorf("%s: window %v, want %v", tt.api, got, tt.want)
+		}
 	}
 }

@@ -94,6 +94,7 @@ type Client struct {
 	tokens   *TokenCache
 	limiters *limiters
 	observer Observer // nil: none
+	now      func() time.Time
 }
 
 // NewClient returns a Client for one app.
@@ -127,7 +128,7 @@ func NewClient(opts Options) (*Client, error) {
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
-	c := &Client{family: family, base: base, apiBase: apiBase, http: hc, limiters: newLimiters(opts.QPS, now), observer: opts.Observer}
+	c := &Client{family: family, base: base, apiBase: apiBase, http: hc, limiters: newLimiters(opts.QPS, now), observer: opts.Observer, now: now}
 	src := opts.TokenSource
 	switch {
 	case src != nil:
@@ -199,6 +200,19 @@ func WithBeforeSend(ctx context.Context, fn BeforeSend) context.Context {
 	return context.WithValue(ctx, beforeSendKey{}, fn)
 }
 
+type answeredKey struct{}
+
+// Answered is called when a request to api that BeforeSend let go has its
+// answer (or failed), with the time it took from just before it left.
+type Answered func(api string, took time.Duration)
+
+// WithAnswered returns a context under which every API request (not a
+// token fetch) calls fn once its answer is in: how long DingTalk took to
+// answer, for a caller that paces its requests by how much that varies.
+func WithAnswered(ctx context.Context, fn Answered) context.Context {
+	return context.WithValue(ctx, answeredKey{}, fn)
+}
+
 // do sends c with a token, retrying once with a fresh token if DingTalk says
 // the token is no good, and decodes the answer into v.
 func (c *Client) do(ctx context.Context, cl call, v result) error {
@@ -224,7 +238,11 @@ func (c *Client) do(ctx context.Context, cl call, v result) error {
 			}
 		}
 		*v.base() = reply{}
+		sent := c.now()
 		err = c.send(ctx, cl, tok.AccessToken, payload, v)
+		if fn, ok := ctx.Value(answeredKey{}).(Answered); ok {
+			fn(cl.api, c.now().Sub(sent))
+		}
 		var e *Error
 		if errors.As(err, &e) {
 			if e.Class == RateLimited {

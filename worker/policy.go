@@ -29,6 +29,9 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 	)
 	deadline := c.snapshot().FirstAttemptAt.Add(w.cfg.RetryBudget)
 	ctx = dingtalk.WithBeforeSend(ctx, w.spend) // outermost: a call the budget refuses is never on the wire
+	if w.pacer != nil {
+		ctx = dingtalk.WithAnswered(ctx, w.pacer.Observe) // the window's margin follows how much answers vary
+	}
 	var sent string                             // the last API called, for the halt
 	ctx = dingtalk.WithBeforeSend(ctx, func(_ context.Context, api string) error { sent = api; return nil })
 	for {
