@@ -35,7 +35,7 @@ type PacerOptions struct {
 	ID     string // this worker; unique among the workers
 	// Limit is the app's calls per second per API (DingTalk's standard
 	// edition: 20), shared by every worker using the bucket.
-	Limit    int
+	Limit int
 	// Margin is added to the one-second window until the answer times of an
 	// API (Observe) say how much its calls' arrivals vary; default DefaultMargin.
 	Margin   time.Duration
@@ -58,7 +58,7 @@ type Pacer struct {
 
 	mu       sync.Mutex
 	apis     map[string]*window
-	spreads  map[string]*spread // per API: recent answer times (Observe)
+	spreads  map[string]*spread   // per API: recent answer times (Observe)
 	holds    map[string]time.Time // per API: no call before this
 	members  map[string]time.Time // worker id → when last heard (local clock)
 	share    int                  // calls per window per API this worker may make now

@@ -32,7 +32,7 @@ func (w *Worker) call(ctx context.Context, stopping <-chan struct{}, j *job, wha
 	if w.pacer != nil {
 		ctx = dingtalk.WithAnswered(ctx, w.pacer.Observe) // the window's margin follows how much answers vary
 	}
-	var sent string                             // the last API called, for the halt
+	var sent string // the last API called, for the halt
 	ctx = dingtalk.WithBeforeSend(ctx, func(_ context.Context, api string) error { sent = api; return nil })
 	for {
 		err := fn(ctx)
