@@ -140,15 +140,23 @@ const soloKey = "solo"
 // there before it decides whether it is alone (then the slow start).
 const startWait = 2 * time.Second
 
+// leftRecently: a worker that left (Stop deletes its key) less than this
+// ago may have calls in DingTalk's last second; a worker starting then
+// takes the slow start. Generous, for the clocks of the server (which dates
+// the deletion) and of this host.
+const leftRecently = 5 * time.Second
+
 // startAlone reads the members already in the bucket (the watch's initial
 // values) and, when none is another live worker, takes the whole limit at
-// once instead of after raiseDelay, provided it wins the solo claim. A
+// once instead of after raiseDelay, provided no worker left a moment ago
+// and it wins the solo claim. A
 // claim whose holder is not live is taken over (by revision). Any doubt
 // (the initial values not read in time, a claim held by a live worker, a
 // request failing) leaves the slow start, which is safe.
 func (p *Pacer) startAlone(ctx context.Context, watch jetstream.KeyWatcher) {
 	timer := time.NewTimer(startWait)
 	defer timer.Stop()
+	left := false // a worker left a moment ago: its last calls may still count at DingTalk
 	for done := false; !done; {
 		select {
 		case e, ok := <-watch.Updates():
@@ -159,6 +167,9 @@ func (p *Pacer) startAlone(ctx context.Context, watch jetstream.KeyWatcher) {
 				done = true
 			default:
 				p.heard(e)
+				if e.Operation() != jetstream.KeyValuePut && strings.HasPrefix(e.Key(), "members.") && p.o.Now().Sub(e.Created()) < leftRecently {
+					left = true
+				}
 			}
 		case <-timer.C:
 			return
@@ -166,7 +177,7 @@ func (p *Pacer) startAlone(ctx context.Context, watch jetstream.KeyWatcher) {
 			return
 		}
 	}
-	if p.others() > 0 {
+	if left || p.others() > 0 {
 		return
 	}
 	rev, err := p.kv.Create(ctx, soloKey, []byte(p.o.ID))
@@ -424,7 +435,7 @@ const (
 	minMargin     = 10 * time.Millisecond
 	maxMargin     = time.Second
 	minSamples    = 32
-	spreadSamples = 128
+	spreadSamples = 512
 )
 
 // spread keeps an API's last answer times.

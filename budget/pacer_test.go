@@ -204,3 +204,27 @@ func TestTheWindowFollowsTheAnswerTimes(t *testing.T) {
 		}
 	}
 }
+
+// A worker that starts just after another left takes the slow start: the
+// one that left may still have calls in DingTalk's last second.
+func TestAWorkerStartingAsAnotherLeavesStartsSlowly(t *testing.T) {
+	js, err := jetstream.New(natstest.Connect(t, natstest.Server(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := budget.StartPacer(ctx, js, budget.PacerOptions{Bucket: "left", ID: "a", Limit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Stop(ctx)
+	b, err := budget.StartPacer(ctx, js, budget.PacerOptions{Bucket: "left", ID: "b", Limit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Stop(ctx) })
+	if got := b.Share(); got != 0 {
+		t.Fatalf("a worker starting as another left has a share of %d at once, want 0 (the slow start)", got)
+	}
+	waitShares(t, "b alone after the slow start", []*budget.Pacer{b}, sorted(20))
+}
