@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"provisioner/messages"
@@ -106,6 +107,10 @@ type Record struct {
 	HolderEvent string    `json:"holder_event,omitempty"` // its event's key
 	LeaseUntil  time.Time `json:"lease_until,omitzero"`
 }
+
+// EventsKey says whether a project key (messages.ProjectKey) is a
+// scheduled event's, whose results carry event_id, rather than a project's.
+func EventsKey(key string) bool { return strings.HasPrefix(key, "event.") }
 
 // NewerError means a record was written by a newer release (a higher
 // schema): this one must not read or write it, and hands the event back for

@@ -224,7 +224,7 @@ func (r *Reconciler) read(ctx context.Context, rec *projects.Record) (*dingtalk.
 
 // publish sends the result of one difference.
 func (r *Reconciler) publish(ctx context.Context, key string, rec *projects.Record, h projects.Hand) error {
-	events := strings.HasPrefix(key, "event.")
+	events := projects.EventsKey(key)
 	var subject string
 	var res any
 	if h.Change == projects.HandDisband {

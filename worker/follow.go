@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -196,7 +195,7 @@ func (w *Worker) askRecreate(ctx context.Context, pkey string, rec *projects.Rec
 // (Config.HandEvents): their stream captures the subject.
 func AskRecreate(ctx context.Context, js jetstream.JetStream, cfg Config, pkey string, rec *projects.Record, id string) error {
 	cfg = cfg.withDefaults()
-	events := strings.HasPrefix(pkey, "event.")
+	events := projects.EventsKey(pkey)
 	ref := "project_id"
 	if events {
 		ref = "event_id"
@@ -268,7 +267,7 @@ func handOf(gev *dingtalk.GroupEvent, key, id string, stored time.Time) projects
 // a disband, group.changed otherwise. It is made from the record and the
 // event alone, so a delivery after a crash makes the same bytes.
 func (w *Worker) handResult(rec *projects.Record, pkey string, h projects.Hand, gev *dingtalk.GroupEvent, c projects.Closure, source string) (subject string, data []byte, outcome string, err error) {
-	events := strings.HasPrefix(pkey, "event.")
+	events := projects.EventsKey(pkey)
 	if h.Change == projects.HandDisband {
 		res := messages.Closed{ID: h.Event, SourceSubject: source, SourceID: h.EventID,
 			ChatID: cmp.Or(rec.ChatID, gev.ChatID), OpenConversationID: cmp.Or(rec.OpenConversationID, gev.OpenConversationID),

@@ -30,14 +30,18 @@ const (
 // CloudEvents headers derived from the result alone, so that a republish
 // carries the same ones.
 func (w *Worker) publish(ctx context.Context, subject, msgID string, data []byte) error {
-	return PublishResult(ctx, w.js, w.cfg, subject, msgID, data)
+	return publishCE(ctx, w.js, w.cfg, subject, msgID, data)
 }
 
 // PublishResult publishes a result as the workers do (see publish), for a
 // command that publishes results of its own (provisioner reconcile): cfg
 // names the result subjects, and so the CloudEvents type.
 func PublishResult(ctx context.Context, js jetstream.JetStream, cfg Config, subject, msgID string, data []byte) error {
-	cfg = cfg.withDefaults()
+	return publishCE(ctx, js, cfg.withDefaults(), subject, msgID, data)
+}
+
+// publishCE is publish with cfg's defaults already filled in.
+func publishCE(ctx context.Context, js jetstream.JetStream, cfg Config, subject, msgID string, data []byte) error {
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	ceType := CloudEventsTypeFailed
