@@ -119,6 +119,18 @@ func (k *Keeper) Spend(ctx context.Context) error {
 	return nil
 }
 
+// Unspend gives back one call Spend counted that was not made after all
+// (whatever stopped it found it was not needed): the next Spend takes it
+// from what this worker reserved. Given back in another month, it is
+// dropped.
+func (k *Keeper) Unspend() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.month == Month(k.opts.Now()) {
+		k.reserved++
+	}
+}
+
 // Spend's tuning: a crashed worker loses at most reserveBlock-1 counted but
 // unmade calls; a pause or resume reaches every worker within pauseCheck.
 const (

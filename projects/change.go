@@ -111,7 +111,7 @@ func (r *Record) Close(c Closure, version int64, seq uint64) {
 // built from its creation's step record: creator is that event's key, and
 // its result (lastSubject, lastResult) is what a redelivery publishes.
 func Migrated(refID, kind, creator string, c Creation, version int64, seq uint64, lastSubject string, lastResult json.RawMessage) Record {
-	r := Record{Schema: Schema, RefID: refID, Kind: kind, Creator: creator, Migrated: true}
+	r := Record{Schema: schemaBase, RefID: refID, Kind: kind, Creator: creator, Migrated: true}
 	r.MarkCreated(c)
 	r.Applied(version, seq)
 	r.Answer(creator, lastSubject, lastResult)

@@ -21,11 +21,30 @@ const (
 	KindScene = "scene"
 )
 
-// Schema is written into every record this release writes, for a later
+// Schema is the highest record schema this release reads, for a later
 // release to read old ones: 1 came with project records; 2 adds the scene
-// group's uuid, the unanswered create and adoption. A record with a higher
+// group's uuid, the unanswered create and adoption; 3 marks a record whose
+// creation is under way with its step inside (Step). A record with a higher
 // schema is left alone (see NewerError).
-const Schema = 2
+//
+// Records are written with schema 2 except while such a creation is under
+// way: a release before 3 would look for that creation's step record, find
+// none, and might create the group again, so it must leave the record to
+// this one (as it does with a schema it does not know). Once the group is
+// made the record is schema 2 again, which that release reads.
+const Schema = 3
+
+// schemaBase is the schema of every record but one with a creation under
+// way inside it.
+const schemaBase = 2
+
+// schema is the schema r is written with.
+func (r *Record) schema() int {
+	if r.Step != nil && !r.Created {
+		return Schema
+	}
+	return schemaBase
+}
 
 // Record is a project's record. It lives as long as the project does: the
 // bucket has no TTL.
@@ -79,9 +98,14 @@ type Record struct {
 	Replaced string `json:"replaced,omitempty"`
 
 	// Creator is the event creating the group; until Created its step
-	// record, not this one, says how far the creation got.
-	Creator string `json:"creator,omitempty"`
-	Created bool   `json:"created,omitempty"`
+	// record says how far the creation got. That step record is Step, in
+	// this record, when the creation was the project's first event (one
+	// record to write instead of two); otherwise it is the creator's own
+	// record in the step bucket. Step is kept once the group is made: a
+	// repeat of the creating event publishes its result from it.
+	Creator string          `json:"creator,omitempty"`
+	Created bool            `json:"created,omitempty"`
+	Step    json.RawMessage `json:"step,omitempty"`
 	// Unsure: a change may have landed unseen (its holder died, or DingTalk
 	// answered without a code). The next change reads the group first.
 	Unsure bool `json:"unsure,omitempty"`

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"provisioner/internal/kvlease"
+	"provisioner/messages"
 )
 
 // Store reads and locks project records in a KV bucket. Safe for
@@ -92,7 +93,7 @@ func decode(key string, data []byte) (Record, error) {
 // was forgotten and is created anew (DingTalk would answer a repeated uuid
 // with the old group).
 func (s *Store) newRecord(key, refID string) Record {
-	return Record{Schema: Schema, RefID: refID, UUID: key + "-" + strconv.FormatInt(s.now().UnixMilli(), 36)}
+	return Record{Schema: schemaBase, RefID: refID, UUID: key + "-" + strconv.FormatInt(s.now().UnixMilli(), 36)}
 }
 
 // Lock takes the project key for the delivery holder of event: a new record
@@ -108,11 +109,11 @@ func (s *Store) newRecord(key, refID string) Record {
 func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fresh func(*Record)) (*Lock, error) {
 	take := func(rec *Record) ([]byte, error) {
 		rec.Holder, rec.HolderEvent, rec.LeaseUntil = holder, event, s.now().Add(s.lease)
-		if rec.Schema < Schema && rec.UUID == "" && !rec.HasGroup() && !rec.Creating() {
+		if rec.Schema < schemaBase && rec.UUID == "" && !rec.HasGroup() && !rec.Creating() {
 			rec.UUID = s.newRecord(key, refID).UUID
 		}
-		rec.Schema = Schema
-		data, err := json.Marshal(rec)
+		rec.Schema = rec.schema()
+		data, err := encode(*rec)
 		if err != nil {
 			return nil, fmt.Errorf("projects: encoding %s: %w", key, err)
 		}
@@ -156,7 +157,57 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 	return &Lock{s: s, key: key, found: found, l: kvlease.Hold(s.kv, key, rev, rec, encode)}, nil
 }
 
-func encode(r Record) ([]byte, error) { return json.Marshal(r) }
+// encode is a record as stored. Results inside (LastResult, Step) are kept
+// byte for byte (no HTML escaping): a repeat publishes the same bytes.
+func encode(r Record) ([]byte, error) { return messages.Encode(r) }
+
+// ErrExists means Create found the project's record already there.
+var ErrExists = errors.New("projects: the project already has a record")
+
+// Fresh is the record a project that has none gets: what Create takes.
+// Its UUID (a scene group's de-duplication key) is known before the record
+// is written, for a create that writes it only as it leaves.
+func (s *Store) Fresh(key, refID string) Record { return s.newRecord(key, refID) }
+
+// Create writes rec (from Fresh) as the project's first record, held by
+// the delivery holder of event: one round trip. It fails with ErrExists
+// when the project has a record, and writes nothing then.
+func (s *Store) Create(ctx context.Context, key, event, holder string, rec Record) (*Lock, error) {
+	rec.Holder, rec.HolderEvent, rec.LeaseUntil = holder, event, s.now().Add(s.lease)
+	rec.Schema = rec.schema()
+	data, err := encode(rec)
+	if err != nil {
+		return nil, fmt.Errorf("projects: encoding %s: %w", key, err)
+	}
+	rev, err := s.kv.Create(ctx, key, data)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return nil, ErrExists
+	case err != nil:
+		return nil, fmt.Errorf("projects: creating %s: %w", key, err)
+	}
+	return &Lock{s: s, key: key, l: kvlease.Hold(s.kv, key, rev, rec, encode)}, nil
+}
+
+// Reserve writes rec (from Fresh), unheld, as the project's first record,
+// unless it has one: a creation handed back before its create left keeps
+// the project's place, so that its updates wait for it rather than finding
+// no project. It reports whether it wrote.
+func (s *Store) Reserve(ctx context.Context, key string, rec Record) (bool, error) {
+	rec.Schema = rec.schema()
+	data, err := encode(rec)
+	if err != nil {
+		return false, fmt.Errorf("projects: encoding %s: %w", key, err)
+	}
+	_, err = s.kv.Create(ctx, key, data)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("projects: reserving %s: %w", key, err)
+	}
+	return true, nil
+}
 
 // Lock is one delivery's hold on a project: a lease whose every write
 // renews the record's own LeaseUntil. Safe for concurrent use (a heartbeat
@@ -197,6 +248,7 @@ func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
 		if unlock {
 			r.Holder, r.HolderEvent, r.LeaseUntil = "", "", time.Time{}
 		}
+		r.Schema = r.schema()
 	}
 	old, next := l.l.Value(), l.l.Value()
 	change(&next)

@@ -90,27 +90,43 @@ func (r *record) unanswered(why string) {
 var errClaimLost = errors.New("worker: step record taken over by another delivery")
 
 // claim is one delivery's hold on an event's record: a lease whose every
-// write renews the record's own LeaseUntil. Safe for concurrent use (the
-// heartbeat renews it while steps run).
+// write renews the record's own LeaseUntil. The record is the event's own
+// in the step bucket, or (in) the step inside its project's record. Safe
+// for concurrent use (the heartbeat renews it while steps run).
 type claim struct {
-	l     *kvlease.Lease[record]
+	l     *kvlease.Lease[record] // nil when in is set
+	in    *inRecord
 	lease time.Duration
 	now   func() time.Time
 }
 
 // snapshot returns a copy of the record.
-func (c *claim) snapshot() record { return c.l.Value() }
+func (c *claim) snapshot() record {
+	if c.in != nil {
+		return c.in.snapshot()
+	}
+	return c.l.Value()
+}
 
 // update applies fn to the record, renews the lease and writes it.
 func (c *claim) update(ctx context.Context, fn func(*record)) error {
+	if c.in != nil {
+		return c.in.update(ctx, fn)
+	}
 	return claimErr(c.l.Update(ctx, func(r *record) {
 		fn(r)
 		r.LeaseUntil = c.now().Add(c.lease)
 	}))
 }
 
-// renew writes the record unchanged but for its lease.
-func (c *claim) renew(ctx context.Context) error { return c.update(ctx, func(*record) {}) }
+// renew writes the record unchanged but for its lease. A step inside the
+// project's record lives by the project's lease, which the job renews.
+func (c *claim) renew(ctx context.Context) error {
+	if c.in != nil {
+		return nil
+	}
+	return c.update(ctx, func(*record) {})
+}
 
 func (c *claim) what() string { return "step record" }
 
@@ -118,6 +134,9 @@ func (c *claim) what() string { return "step record" }
 // lease. With freshBudget, the event's retry budget starts again when it is
 // next taken (the wait was a pause, not the event's own trouble).
 func (c *claim) release(ctx context.Context, freshBudget bool) error {
+	if c.in != nil {
+		return errors.New("worker: a step inside its project's record is released with the project (releaseInRecord)")
+	}
 	return claimErr(c.l.Update(ctx, func(r *record) {
 		r.LeaseUntil, r.Released = time.Time{}, true
 		if freshBudget {
@@ -127,7 +146,13 @@ func (c *claim) release(ctx context.Context, freshBudget bool) error {
 }
 
 // addAttempts counts DingTalk calls; they are written with the next step.
-func (c *claim) addAttempts(n int) { c.l.Amend(func(r *record) { r.Attempts += n }) }
+func (c *claim) addAttempts(n int) {
+	if c.in != nil {
+		c.in.amend(func(r *record) { r.Attempts += n })
+		return
+	}
+	c.l.Amend(func(r *record) { r.Attempts += n })
+}
 
 // claimErr names a lost lease for what it is here.
 func claimErr(err error) error {

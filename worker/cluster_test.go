@@ -183,10 +183,11 @@ func TestReplicasAreRaisedNeverLowered(t *testing.T) {
 // A node lost mid-batch loses nothing when everything has three replicas:
 // every event gets exactly one result, no group is made twice, and results
 // resume within seconds. The node stopped is the one leading the events
-// stream, or the one leading the step records.
+// stream, or the one leading the project records (which hold a creation's
+// step when it is its project's first event).
 func TestNodeLossMidBatch(t *testing.T) {
 	natstest.Long(t)
-	for _, lose := range []string{"PROVISIONER_EVENTS", "KV_provisioner_state"} {
+	for _, lose := range []string{"PROVISIONER_EVENTS", "KV_provisioner_projects"} {
 		t.Run(lose, func(t *testing.T) {
 			const n = 600
 			ce := newClusterEnv(t)

@@ -192,6 +192,36 @@ func project(id string, members ...string) map[string]any {
 	return map[string]any{"id": id, "project_id": "P-" + id, "name": "Project " + id, "owner": "owner-" + id, "members": members}
 }
 
+// step reads an event's step: inside its project's record (projectID) when
+// it created the project's group as the project's first event, else its own
+// step record.
+func (e *env) step(subject, id, projectID string) ([]byte, bool) {
+	e.t.Helper()
+	ctx := context.Background()
+	key := messages.Key(subject, id)
+	if kv, err := e.js.KeyValue(ctx, "provisioner_projects"); err == nil {
+		pkey := messages.ProjectKey(&messages.Event{Kind: messages.ProjectCreated, RefID: projectID})
+		if entry, err := kv.Get(ctx, pkey); err == nil {
+			var rec struct {
+				Creator string          `json:"creator"`
+				Step    json.RawMessage `json:"step"`
+			}
+			if json.Unmarshal(entry.Value(), &rec) == nil && rec.Creator == key && rec.Step != nil {
+				return rec.Step, true
+			}
+		}
+	}
+	kv, err := e.js.KeyValue(ctx, "provisioner_state")
+	if err != nil {
+		return nil, false
+	}
+	entry, err := kv.Get(ctx, key)
+	if err != nil {
+		return nil, false
+	}
+	return entry.Value(), true
+}
+
 // result is either result type, as read from the results stream.
 type result struct {
 	Subject string

@@ -59,19 +59,8 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 		fresh = creator
 	}
 	lock, err := w.lockProject(ctx, j, fresh)
-	var busy *projects.HeldError
-	var newer *projects.NewerError
-	var contended *kvlease.ContendedError
-	switch {
-	case errors.As(err, &busy):
-		return &retryLater{delay: w.projectWait(busy.For), why: handBackHeld, reason: "another event of this project is being worked"}
-	case errors.As(err, &contended):
-		return &retryLater{delay: w.projectWait(time.Second), why: handBackHeld, reason: "other events of this project kept writing its record"}
-	case errors.As(err, &newer):
-		return leaveToNewer(newer.Error())
-	}
 	if err != nil {
-		return err
+		return w.lockRefused(err)
 	}
 	j.setHold(&hold{lock: lock})
 	rec := lock.Record()
@@ -118,6 +107,22 @@ func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) er
 		return w.closeGroup(ctx, stopping, j, rec)
 	}
 	return w.change(ctx, stopping, j, rec)
+}
+
+// lockRefused is what a job does when its project could not be taken.
+func (w *Worker) lockRefused(err error) error {
+	var busy *projects.HeldError
+	var newer *projects.NewerError
+	var contended *kvlease.ContendedError
+	switch {
+	case errors.As(err, &busy):
+		return &retryLater{delay: w.projectWait(busy.For), why: handBackHeld, reason: "another event of this project is being worked"}
+	case errors.As(err, &contended):
+		return &retryLater{delay: w.projectWait(time.Second), why: handBackHeld, reason: "other events of this project kept writing its record"}
+	case errors.As(err, &newer):
+		return leaveToNewer(newer.Error())
+	}
+	return err
 }
 
 // lockProject takes the event's project. An update or close of a project
@@ -168,6 +173,9 @@ func (w *Worker) releaseProject(ctx context.Context, j *job, failed bool) error 
 			*r = *h.state
 		}
 		r.Release()
+		if failed && r.Creator == j.key {
+			r.Step = nil // a failed creation's step is its own record (detachStep)
+		}
 		if !failed || r.Creator != j.key || r.Created {
 			return
 		}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"provisioner/messages"
@@ -147,22 +146,18 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 	j.ev, j.eventID, j.key = ev, ev.ID, messages.Key(ev.Subject, ev.ID)
 	j.tel.Identify(j.eventID, j.delivered)
 
-	res, err := acquire(ctx, w.topo.kv, j.key, record{
-		Subject: ev.Subject, EventID: ev.ID, StreamSeq: j.seq, FirstAttemptAt: w.cfg.Now().UTC(),
-		Holder: w.cfg.InstanceID + "/" + nuid.Next(), Replays: headerReplays(j.msg),
-	}, w.cfg.AckWait, w.cfg.Now)
+	if ev.Kind.Op() == messages.OpCreate {
+		if handled, err := w.createFirst(ctx, stopping, j); handled {
+			return err
+		}
+	}
+	res, err := acquire(ctx, w.topo.kv, j.key, w.freshStep(j), w.cfg.AckWait, w.cfg.Now)
 	switch {
 	case err != nil:
 		return err
 	case res.done != nil:
 		// Seen before: the same result again, with the same message id.
-		j.repeated = true
-		if err := w.publish(ctx, res.done.ResultSubject, w.resultID(res.done.ResultSubject, j.key, res.done.Replays), res.done.Result); err != nil {
-			return err
-		}
-		flag(j.log.Info().Str("event_id", j.eventID).Str("result", res.done.ResultSubject).Str("chatid", res.done.ChatID), res.done).
-			Msg("event already handled: result published again")
-		return nil
+		return w.republish(ctx, j, res.done)
 	case res.heldFor > 0:
 		return &retryLater{delay: res.heldFor, why: handBackHeld, reason: "another delivery is working this event"}
 	case res.newer > 0:
@@ -253,6 +248,12 @@ func (w *Worker) countDone(j *job) {
 }
 
 func (w *Worker) releaseClaim(ctx context.Context, j *job, log zerolog.Logger, freshBudget bool) {
+	if c := j.held(); c != nil && c.in != nil {
+		if err := w.releaseInRecord(ctx, j, c.in, freshBudget); err != nil {
+			log.Warn().Err(err).Msg("letting the project go; its next event waits out the lease")
+		}
+		return
+	}
 	if err := w.releaseProject(ctx, j, false); err != nil {
 		log.Warn().Err(err).Msg("letting the project go; its next event waits out the lease")
 	}
@@ -276,6 +277,9 @@ func (w *Worker) fail(ctx context.Context, j *job, f *failure) error {
 	if j.ev != nil {
 		res.SetRef(j.ev)
 		res.Metadata = j.ev.Metadata
+	}
+	if err := w.detachStep(ctx, j); err != nil {
+		return err
 	}
 	c := j.held()
 	replays := headerReplays(j.msg)

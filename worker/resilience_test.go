@@ -287,13 +287,9 @@ func TestCrashInBackoffAfterARefusalIsNotFlagged(t *testing.T) {
 	e.results(1)
 	e.sim.SetFaults(sim.Faults{BusyRate: 1})
 	e.publish("project.created", project("refused", "u1"))
-	kv, err := e.js.KeyValue(context.Background(), "provisioner_state")
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.waitFor("a refused create recorded as not on the wire", func() bool {
-		entry, err := kv.Get(context.Background(), messages.Key("project.created", "refused"))
-		return err == nil && e.sim.Stats().Busy >= 1 && !bytes.Contains(entry.Value(), []byte(`"create_in_flight":true`))
+		step, ok := e.step("project.created", "refused", "P-refused")
+		return ok && e.sim.Stats().Busy >= 1 && !bytes.Contains(step, []byte(`"create_in_flight":true`))
 	})
 	crashed.kill()
 	e.sim.SetFaults(sim.Faults{})

@@ -16,23 +16,40 @@ import (
 // next delivery publishes that result (see apply).
 func (w *Worker) finish(ctx context.Context, j *job, subject string, data []byte, next *projects.Record, also func(*record)) error {
 	h, c := j.projectHold(), j.held()
+	done := func(r *record) {
+		r.Step, r.ResultSubject, r.Result, r.ProjectKept = stepDone, subject, data, true
+		if also != nil {
+			also(r)
+		}
+	}
+	var step []byte // the step, done, when it is kept in the project's record: one write
+	if c.in != nil {
+		st := c.snapshot()
+		done(&st)
+		var err error
+		if step, err = encodeRecord(st); err != nil {
+			return err
+		}
+	}
 	err := h.lock.Unlock(ctx, func(r *projects.Record) {
 		if next != nil {
 			*r = *next
 		}
 		r.Answer(j.key, subject, data)
+		if step != nil {
+			r.Step = step
+		}
 	})
+	if errors.Is(err, projects.ErrLockLost) && c.in != nil {
+		err = errClaimLost
+	}
 	if err != nil {
 		return err
 	}
 	j.setHold(nil)
-	err = c.update(ctx, func(r *record) {
-		r.Step, r.ResultSubject, r.Result, r.ProjectKept = stepDone, subject, data, true
-		if also != nil {
-			also(r)
-		}
-	})
-	if err != nil {
+	if c.in != nil {
+		c.in.amend(done)
+	} else if err := c.update(ctx, done); err != nil {
 		return err
 	}
 	return w.publish(ctx, subject, msgID(subject, j.key), data)

@@ -43,7 +43,7 @@ func (w *Worker) createGroup(ctx context.Context, stopping <-chan struct{}, j *j
 	}
 	first := ev.Members[:min(len(ev.Members), lim.MembersAtCreate)]
 	uuid := j.key // records of schema 1 created scene groups under the event's key
-	if pr := j.projectHold().lock.Record(); pr.UUID != "" || pr.CreateUnanswered {
+	if pr := projectOf(j); pr.UUID != "" || pr.CreateUnanswered {
 		uuid = cmp.Or(pr.UUID, uuid)
 		if pr.CreateUnanswered && !c.snapshot().CreateUnanswered {
 			// An earlier event's create for this project may have landed.

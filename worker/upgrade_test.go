@@ -205,8 +205,10 @@ func TestRecordsOfANewerReleaseAreLeftAlone(t *testing.T) {
 	}{
 		{"project record", "provisioner_projects", messages.ProjectKey(&messages.Event{Kind: messages.ProjectUpdated, RefID: "P-future"}),
 			map[string]any{"id": "u-future", "project_id": "P-future", "members": []string{"m1"}}, "project.updated"},
-		{"step record", "provisioner_state", messages.Key("project.created", "c-future"),
-			project("c-future", "m1"), "project.created"},
+		{"step record", "provisioner_state", messages.Key("project.updated", "u-future"),
+			map[string]any{"id": "u-future", "project_id": "P-future", "members": []string{"m1"}}, "project.updated"},
+		{"step in a project record", "provisioner_projects", messages.ProjectKey(&messages.Event{Kind: messages.ProjectCreated, RefID: "P-future"}),
+			project("future", "m1"), "project.created"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,6 +219,11 @@ func TestRecordsOfANewerReleaseAreLeftAlone(t *testing.T) {
 				t.Fatal(err)
 			}
 			future := []byte(`{"schema":99,"step":"something new","ref_id":"P-future"}`)
+			if tt.name == "step in a project record" {
+				// As a creation resumed later finds it: its step from a newer release.
+				future = []byte(`{"schema":3,"ref_id":"P-future","creator":"` + messages.Key("project.created", "future") +
+					`","step":{"schema":99,"step":"something new"}}`)
+			}
 			rev, err := kv.Put(ctx, tt.key, future)
 			if err != nil {
 				t.Fatal(err)
