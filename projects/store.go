@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,6 +19,9 @@ import (
 // Store reads and locks project records in a KV bucket. Safe for
 // concurrent use.
 type Store struct {
+	mu    sync.Mutex
+	known map[string]known // guarded by mu: records as this store let them go
+
 	js      jetstream.JetStream // for reading the bucket whole and purging from it
 	kv      jetstream.KeyValue
 	lease   time.Duration
@@ -36,9 +40,7 @@ func NewStore(js jetstream.JetStream, kv jetstream.KeyValue, lease time.Duration
 // FindGroup; the same store otherwise. Records written without it are
 // indexed by IndexGroups.
 func (s *Store) WithIndex() *Store {
-	c := *s
-	c.indexed = true
-	return &c
+	return &Store{js: s.js, kv: s.kv, lease: s.lease, now: s.now, indexed: true}
 }
 
 // HeldError means another live delivery holds the project: try again later.
@@ -103,11 +105,15 @@ func (s *Store) newRecord(key, refID string) Record {
 // another event holds it; *kvlease.ContendedError when other writers kept
 // coming between the read and the write.
 //
-// When fresh is set, the project is expected to be new (a creation): the
-// record fresh shapes is created at once, one round trip, and read only if
-// one exists already.
-func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fresh func(*Record)) (*Lock, error) {
+// How.Fresh and How.Plan save round trips (see Take). A record this store
+// let go last is tried first as it was left, compare-and-set without a read:
+// one round trip when no other worker wrote it since.
+func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, how Take) (*Lock, error) {
+	fresh := how.Fresh
 	take := func(rec *Record) ([]byte, error) {
+		if how.Plan != nil && rec.Holder == "" {
+			how.Plan(rec)
+		}
 		rec.Holder, rec.HolderEvent, rec.LeaseUntil = holder, event, s.now().Add(s.lease)
 		if rec.Schema < schemaBase && rec.UUID == "" && !rec.HasGroup() && !rec.Creating() {
 			rec.UUID = s.newRecord(key, refID).UUID
@@ -120,6 +126,18 @@ func (s *Store) Lock(ctx context.Context, key, refID, event, holder string, fres
 		return data, nil
 	}
 	var rec Record
+	if c, ok := s.recall(key); ok && fresh == nil {
+		rec = c.rec
+		data, err := take(&rec)
+		if err != nil {
+			return nil, err
+		}
+		rev, err := s.kv.Update(ctx, key, data, c.rev)
+		if err == nil {
+			return &Lock{s: s, key: key, found: true, l: kvlease.Hold(s.kv, key, rev, rec, encode)}, nil
+		}
+		s.forget(key) // written since (or gone): read it
+	}
 	var blind []byte
 	if fresh != nil {
 		rec = s.newRecord(key, refID)
@@ -209,6 +227,50 @@ func (s *Store) Reserve(ctx context.Context, key string, rec Record) (bool, erro
 	return true, nil
 }
 
+// Take says how Lock takes a project, to save round trips.
+type Take struct {
+	// Fresh, when set, says the project is expected to be new (a
+	// creation): the record Fresh shapes is created at once, one round
+	// trip, and read only if one exists already.
+	Fresh func(*Record)
+	// Plan, when set, is applied to an existing record as it is taken
+	// (not to one another delivery holds): what the event is about to do,
+	// written with the lease rather than after it.
+	Plan func(*Record)
+}
+
+// known is a record as this store last let it go, at revision rev.
+type known struct {
+	rev uint64
+	rec Record
+}
+
+// maxKnown bounds the records a store remembers (about a kilobyte each).
+const maxKnown = 4096
+
+func (s *Store) recall(key string) (known, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.known[key]
+	k.rec = k.rec.clone()
+	return k, ok
+}
+
+func (s *Store) remember(key string, rev uint64, rec Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.known == nil || len(s.known) >= maxKnown {
+		s.known = make(map[string]known) // forgetting costs a read each, no more
+	}
+	s.known[key] = known{rev: rev, rec: rec.clone()}
+}
+
+func (s *Store) forget(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.known, key)
+}
+
 // Lock is one delivery's hold on a project: a lease whose every write
 // renews the record's own LeaseUntil. Safe for concurrent use (a heartbeat
 // renews it).
@@ -240,7 +302,7 @@ func (l *Lock) Unlock(ctx context.Context, fn func(*Record)) error {
 
 func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
 	change := func(r *Record) {
-		r.Listed, r.Managed, r.Departed, r.Others = slices.Clone(r.Listed), slices.Clone(r.Managed), slices.Clone(r.Departed), slices.Clone(r.Others)
+		*r = r.clone()
 		if fn != nil {
 			fn(r)
 		}
@@ -253,13 +315,27 @@ func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
 	old, next := l.l.Value(), l.l.Value()
 	change(&next)
 	if unlock && next.empty() {
+		l.s.forget(l.key)
 		l.l.Amend(func(r *Record) { *r = next })
 		return lockErr(l.l.Delete(ctx))
 	}
 	if err := l.s.index(ctx, l.key, &old, &next); err != nil {
 		return err
 	}
-	return lockErr(l.l.Update(ctx, func(r *Record) { *r = next }))
+	if err := lockErr(l.l.Update(ctx, func(r *Record) { *r = next })); err != nil {
+		l.s.forget(l.key)
+		return err
+	}
+	if unlock {
+		l.s.remember(l.key, l.l.Revision(), next)
+	}
+	return nil
+}
+
+// clone is r with slices of its own.
+func (r Record) clone() Record {
+	r.Listed, r.Managed, r.Departed, r.Others, r.Adding = slices.Clone(r.Listed), slices.Clone(r.Managed), slices.Clone(r.Departed), slices.Clone(r.Others), slices.Clone(r.Adding)
+	return r
 }
 
 // lockErr names a lost lease for what it is here.

@@ -20,7 +20,7 @@ func TestLock(t *testing.T) {
 	clock := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	s := newStore(t, func() time.Time { return clock })
 
-	a, err := s.Lock(ctx, "project.p", "P", "ev-a", "w1/a", func(r *Record) { r.Creator = "ev-a" })
+	a, err := s.Lock(ctx, "project.p", "P", "ev-a", "w1/a", Take{Fresh: func(r *Record) { r.Creator = "ev-a" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,13 +28,13 @@ func TestLock(t *testing.T) {
 		t.Fatalf("a new project's record: %+v", r)
 	}
 	var held *HeldError
-	if _, err := s.Lock(ctx, "project.p", "P", "ev-b", "w2/b", nil); !errors.As(err, &held) || held.Event != "ev-a" {
+	if _, err := s.Lock(ctx, "project.p", "P", "ev-b", "w2/b", Take{}); !errors.As(err, &held) || held.Event != "ev-a" {
 		t.Fatalf("a second event while the first holds it: %v", err)
 	}
 	if err := a.Unlock(ctx, func(r *Record) { r.Created, r.ChatID, r.Managed = true, "chat1", []string{"o"} }); err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.Lock(ctx, "project.p", "P", "ev-b", "w2/b", func(r *Record) { r.Creator = "ev-b" })
+	b, err := s.Lock(ctx, "project.p", "P", "ev-b", "w2/b", Take{Fresh: func(r *Record) { r.Creator = "ev-b" }})
 	if err != nil {
 		t.Fatalf("after the unlock: %v", err)
 	}
@@ -43,7 +43,7 @@ func TestLock(t *testing.T) {
 	}
 
 	clock = clock.Add(11 * time.Second) // b's holder dies: its lease runs out
-	c, err := s.Lock(ctx, "project.p", "P", "ev-c", "w3/c", nil)
+	c, err := s.Lock(ctx, "project.p", "P", "ev-c", "w3/c", Take{})
 	if err != nil {
 		t.Fatalf("after the lease ran out: %v", err)
 	}
@@ -58,5 +58,40 @@ func TestLock(t *testing.T) {
 	}
 	if _, ok, err := s.Get(ctx, "project.none"); ok || err != nil {
 		t.Errorf("Get of no record: %v %v", ok, err)
+	}
+}
+
+// A store tries a record it let go last without reading it, and reads it
+// when another store (another worker) wrote it since: its lock never acts
+// on what it remembered then.
+func TestLockAfterAnotherStoreWrote(t *testing.T) {
+	ctx := context.Background()
+	now := func() time.Time { return time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC) }
+	js, kv := natstest.Bucket(t, "projects")
+	a, b := NewStore(js, kv, 10*time.Second, now), NewStore(js, kv, 10*time.Second, now)
+	write := func(s *Store, event string, version int64) {
+		t.Helper()
+		l, err := s.Lock(ctx, "project.p", "P", event, "w/"+event, Take{Fresh: func(r *Record) { r.ChatID = "c1" }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Unlock(ctx, func(r *Record) { r.Version = version }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a, "ev-1", 1)
+	write(b, "ev-2", 2)
+	l, err := a.Lock(ctx, "project.p", "P", "ev-3", "w/ev-3", Take{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := l.Record().Version; v != 2 {
+		t.Fatalf("store a locked version %d, want 2 as store b wrote it", v)
+	}
+	if err := l.Unlock(ctx, func(r *Record) { r.Version = 3 }); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _, err := a.Get(ctx, "project.p"); err != nil || rec.Version != 3 {
+		t.Fatalf("version %d (%v), want 3", rec.Version, err)
 	}
 }

@@ -189,7 +189,7 @@ func (r *Reconciler) one(ctx context.Context, t Target, dryRun bool) ([]Finding,
 // lock takes the project, waiting a little for an event that holds it.
 func (r *Reconciler) lock(ctx context.Context, t Target) (*projects.Lock, error) {
 	for try := 0; ; try++ {
-		l, err := r.Store.Lock(ctx, t.Key, t.Record.RefID, "reconcile:"+t.Key, r.Holder, nil)
+		l, err := r.Store.Lock(ctx, t.Key, t.Record.RefID, "reconcile:"+t.Key, r.Holder, projects.Take{})
 		var held *projects.HeldError
 		if !errors.As(err, &held) || try >= 5 {
 			return l, err

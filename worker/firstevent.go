@@ -155,7 +155,7 @@ func (w *Worker) resumeFirst(ctx context.Context, stopping <-chan struct{}, j *j
 	case old.Step == stepDone:
 		return true, w.republish(ctx, j, &old)
 	}
-	lock, err := w.proj.Lock(ctx, key, j.ev.RefID, j.key, fresh.Holder, nil)
+	lock, err := w.proj.Lock(ctx, key, j.ev.RefID, j.key, fresh.Holder, projects.Take{})
 	if err != nil {
 		return true, w.lockRefused(err)
 	}

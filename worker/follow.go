@@ -105,7 +105,7 @@ func (w *Worker) follow(ctx context.Context, msg jetstream.Msg, typ, id string, 
 			Msg("DingTalk event about a group the provisioner does not manage: no result")
 		return telemetry.DingTalkUnmanaged, nil
 	}
-	lock, err := w.proj.Lock(ctx, pkey, "", key, w.cfg.InstanceID+"/"+nuid.Next(), nil)
+	lock, err := w.proj.Lock(ctx, pkey, "", key, w.cfg.InstanceID+"/"+nuid.Next(), projects.Take{})
 	var busy *projects.HeldError
 	var newer *projects.NewerError
 	var contended *kvlease.ContendedError

@@ -132,7 +132,7 @@ func (w *Worker) lockRefused(err error) error {
 // rather than answered no_group (or made twice).
 func (w *Worker) lockProject(ctx context.Context, j *job, fresh func(*projects.Record)) (*projects.Lock, error) {
 	ev, holder := j.ev, j.held().snapshot().Holder
-	lock, err := w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, holder, fresh)
+	lock, err := w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, holder, projects.Take{Fresh: fresh, Plan: w.planAdds(j)})
 	if err != nil || lock.Found() || ev.Kind.Op() == messages.OpCreate {
 		return lock, err
 	}
@@ -145,7 +145,27 @@ func (w *Worker) lockProject(ctx context.Context, j *job, fresh func(*projects.R
 		// for a project without a record rather than waiting on them.
 		j.log.Warn().Err(err).Str("event_id", j.eventID).Msg("looking for a group an older release made for this project; going on without")
 	}
-	return w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, holder, nil)
+	return w.proj.Lock(ctx, messages.ProjectKey(ev), ev.RefID, j.key, holder, projects.Take{})
+}
+
+// planAdds is an update's Take.Plan: who it is about to add, written with
+// the lease (see change), so that the adds cost no write of their own. Only
+// for the plain case change works from the record alone.
+func (w *Worker) planAdds(j *job) func(*projects.Record) {
+	ev := j.ev
+	if ev.Kind.Op() != messages.OpUpdate || !ev.Adopt.Empty() {
+		return nil
+	}
+	lim := w.groups.Limits()
+	return func(r *projects.Record) {
+		if r.LastEvent == j.key || r.Closed != nil || !r.HasGroup() || r.Creating() || r.Unsure ||
+			(r.Kind != "" && r.Kind != w.kind()) || r.Stale(ev.Version, j.seq) {
+			return
+		}
+		if adds := adding(projects.Steps(projects.Diff(r, projects.Wanted(r, ev, lim.NameRunes)), lim, r.Managed)); len(adds) > 0 {
+			r.WillAdd(adds)
+		}
+	}
 }
 
 // projectWait is how long an event waits for its project's lock: soon,

@@ -113,6 +113,13 @@ func (l *Lease[T]) Value() T {
 	return l.val
 }
 
+// Revision is the revision this holder last wrote.
+func (l *Lease[T]) Revision() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rev
+}
+
 // Amend changes the value held without writing it: the next write carries it.
 func (l *Lease[T]) Amend(fn func(*T)) {
 	l.mu.Lock()
