@@ -30,12 +30,18 @@ func (r *Records) Describe(ctx context.Context, subject, eventID string) ([]stri
 	if err != nil {
 		return nil, err
 	}
+	return r.describeStep(rec, fmt.Sprintf("record key %s, revision %d, schema %d", messages.Key(subject, eventID), rev, rec.Schema)), nil
+}
+
+// describeStep says what a step holds, a line per fact; where says where
+// it is kept.
+func (r *Records) describeStep(rec record, where string) []string {
 	now := r.now()
 	at := func(t time.Time) string {
 		return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second))
 	}
 	lines := []string{
-		fmt.Sprintf("event:       %s %q (record key %s, revision %d, schema %d)", rec.Subject, rec.EventID, messages.Key(subject, eventID), rev, rec.Schema),
+		fmt.Sprintf("event:       %s %q (%s)", rec.Subject, rec.EventID, where),
 		fmt.Sprintf("step:        %s: %s", rec.Step, stepWords[rec.Step]),
 	}
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
@@ -49,6 +55,8 @@ func (r *Records) Describe(ctx context.Context, subject, eventID string) ([]stri
 		switch {
 		case rec.Released:
 			add("holder:      none: handed back cleanly by %s; the next delivery resumes it", rec.Holder)
+		case rec.LeaseUntil.IsZero():
+			add("holder:      %s, under the project's lease (see holder above)", rec.Holder)
 		case rec.LeaseUntil.After(now):
 			add("holder:      %s, lease until %s", rec.Holder, rec.LeaseUntil.UTC().Format(time.RFC3339))
 		default:
@@ -85,7 +93,7 @@ func (r *Records) Describe(ctx context.Context, subject, eventID string) ([]stri
 	if len(rec.Result) > 0 {
 		add("result:      %s", rec.Result)
 	}
-	return lines, nil
+	return lines
 }
 
 // DescribeProject prints a project's record (family "project" or "event",
@@ -113,5 +121,15 @@ func (r *Records) DescribeProject(ctx context.Context, family, refID string, ret
 	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
 		return nil, fmt.Errorf("worker: the record of %s %q is unreadable: %w", family, refID, err)
 	}
-	return projects.Describe(key, entry.Revision(), &rec, retention, r.now()), nil
+	lines := projects.Describe(key, entry.Revision(), &rec, retention, r.now())
+	if rec.Step != nil {
+		// The creating event's step, kept here when it was the project's first event.
+		var st record
+		if err := json.Unmarshal(rec.Step, &st); err != nil {
+			return nil, fmt.Errorf("worker: the step in the record of %s %q is unreadable: %w", family, refID, err)
+		}
+		lines = append(lines, "")
+		lines = append(lines, r.describeStep(st, "its creation's step, kept in this record")...)
+	}
+	return lines, nil
 }

@@ -418,7 +418,8 @@ func TestBatchUpdates(t *testing.T) {
 		t.Errorf("inspect of an update:\n%s", out)
 	}
 	out, err = run(t, "inspect", "project", "P1")
-	for _, want := range []string{"project:     P1 ", "group:       plain group, chatid chat", "managed:     3: u1 u2 u4", "version:     2", "closed:      no"} {
+	for _, want := range []string{"project:     P1 ", "group:       plain group, chatid chat", "managed:     3: u1 u2 u4", "version:     2", "closed:      no",
+		"(its creation's step, kept in this record)", "outcome:     provisioned (result on group.provisioned)"} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("inspect project P1 (%v): want %q in\n%s", err, want, out)
 		}

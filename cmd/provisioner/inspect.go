@@ -31,7 +31,8 @@ replays and its result. Reads NATS_URL, NATS_CREDS and KV_BUCKET.
 The others print a project's (or scheduled event's) record: its group's ids
 and kind, owner, the members the provisioner manages, the version applied,
 its close and when the record expires (RETENTION after the close). Reads
-KV_PROJECT_BUCKET and RETENTION too.
+KV_PROJECT_BUCKET and RETENTION too. A creation that was its project's first
+event keeps its step there, not in a step record of its own: these print it.
 `)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -51,7 +52,9 @@ KV_PROJECT_BUCKET and RETENTION too.
 	}
 	lines, err := recs.Describe(ctx, fs.Arg(0), fs.Arg(1))
 	if errors.Is(err, worker.ErrNoRecord) {
-		return fmt.Errorf("provisioner: inspect: no step record for %s %q: no worker has taken it, it was invalid (see provisioner dlq list), or it is older than RETENTION", fs.Arg(0), fs.Arg(1))
+		return fmt.Errorf("provisioner: inspect: no step record for %s %q: no worker has taken it, it was invalid (see provisioner dlq list), "+
+			"it is older than RETENTION, or it created its project's group as the project's first event, which keeps its step in the project's record "+
+			"(provisioner inspect project <project_id>, or event <event_id>)", fs.Arg(0), fs.Arg(1))
 	}
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
