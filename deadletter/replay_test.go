@@ -102,6 +102,11 @@ func TestReplayInterruptedIsFinishedByRunningItAgain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The failure is published, then recorded: wait for the record too.
+			waitFor(t, "the failure recorded", func() bool {
+				c, err := recs.CheckReplay(ctx, "project.created", "e1")
+				return err == nil && c.State == deadletter.ReplayFailed
+			})
 			l, err := deadletter.Open(ctx, js, deadletter.Options{Records: recs})
 			if err != nil {
 				t.Fatal(err)

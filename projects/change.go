@@ -12,7 +12,7 @@ import (
 // group of kind: until MarkCreated, that event's step record says how far
 // it got, and nothing else may create or change the group.
 func (r *Record) BeginCreate(event, kind string) {
-	r.Creator, r.Kind, r.Unsure = event, kind, false
+	r.Creator, r.Kind, r.Unsure, r.Step = event, kind, false, nil
 }
 
 // Creation is what a creation left: the group, and who is in it.

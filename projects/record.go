@@ -40,7 +40,7 @@ const schemaBase = 2
 
 // schema is the schema r is written with.
 func (r *Record) schema() int {
-	if r.Step != nil && !r.Created {
+	if r.Step != nil && r.Creating() {
 		return Schema
 	}
 	return schemaBase
@@ -175,7 +175,7 @@ type Closure struct {
 // creation under way or unanswered, no close, no group disbanded by hand
 // awaiting its replacement.
 func (r *Record) empty() bool {
-	return !r.HasGroup() && !r.Creating() && r.Closed == nil && !r.CreateUnanswered && r.Replaced == ""
+	return !r.HasGroup() && !r.Creating() && r.Closed == nil && !r.CreateUnanswered && r.Replaced == "" && r.Step == nil
 }
 
 // HasGroup says whether the record knows its group.

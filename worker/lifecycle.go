@@ -193,8 +193,12 @@ func (w *Worker) releaseProject(ctx context.Context, j *job, failed bool) error 
 			*r = *h.state
 		}
 		r.Release()
-		if failed && r.Creator == j.key {
-			r.Step = nil // a failed creation's step is its own record (detachStep)
+		if failed && r.Creator == j.key && rec.ChatID != "" {
+			// A failed creation's step is its own record now (detachStep).
+			// One that made no group keeps it here: a repeat of its event
+			// then finds the project's record, and its failure in the step
+			// record, rather than creating the group as the project's first.
+			r.Step = nil
 		}
 		if !failed || r.Creator != j.key || r.Created {
 			return

@@ -238,6 +238,33 @@ func invalidEventsFailOnce(t *testing.T, m mode) {
 	e.waitFor("every message settled", func() bool { return e.pending() == 0 })
 }
 
+// A creation that failed, published again, gets the same failure: its
+// first try made no group and left no project, yet no group is made now.
+func TestAFailedCreationPublishedAgainFailsTheSame(t *testing.T) {
+	e := newEnv(t, sim.Config{UnknownUsers: []string{"ghost"}})
+	sub, err := e.js.Conn().SubscribeSync("group.failed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(testConfig(), nil)
+	ev := project("p1", "u1", "ghost")
+	var got [][]byte
+	for range 2 {
+		e.publish("project.created", ev)
+		m, err := sub.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatalf("result %d: %v", len(got)+1, err)
+		}
+		got = append(got, m.Data)
+	}
+	if !bytes.Equal(got[0], got[1]) {
+		t.Fatalf("the second result differs:\n%s\n%s", got[0], got[1])
+	}
+	if st := e.sim.Stats(); st.GroupsCreated != 0 || st.Calls["v1.0/im/group/create"] != 1 {
+		t.Fatalf("DingTalk: %d groups, calls %v; want no group and one create", st.GroupsCreated, st.Calls)
+	}
+}
+
 func TestPermanentDingTalkErrorFailsAtOnce(t *testing.T) {
 	for _, m := range allModes {
 		t.Run(m.name, func(t *testing.T) {
