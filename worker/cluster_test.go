@@ -288,6 +288,12 @@ func TestAProducersStreamIsLeftAlone(t *testing.T) {
 	if _, err := ce.js.CreateStream(ctx, jetstream.StreamConfig{Name: "HR_EVENTS", Subjects: []string{"project.*", "event.*"}}); err != nil {
 		t.Fatal(err)
 	}
+	// A stream without a leader yet can be missing from the list of streams
+	// a worker reads at start, as it would be from any client's.
+	ce.waitFor("the producer's stream led", 30*time.Second, func() bool {
+		s, err := ce.js.Stream(ctx, "HR_EVENTS")
+		return err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader != ""
+	})
 	cfg := testConfig()
 	cfg.Replicas = 3
 	if _, err := ce.newWorker(ctx, cfg); err != nil {
