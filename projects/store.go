@@ -193,16 +193,9 @@ func (s *Store) Fresh(key, refID string) Record { return s.newRecord(key, refID)
 func (s *Store) Create(ctx context.Context, key, event, holder string, rec Record) (*Lock, error) {
 	rec.Holder, rec.HolderEvent, rec.LeaseUntil = holder, event, s.now().Add(s.lease)
 	rec.Schema = rec.schema()
-	data, err := encode(rec)
+	rev, err := s.create(ctx, key, rec)
 	if err != nil {
-		return nil, fmt.Errorf("projects: encoding %s: %w", key, err)
-	}
-	rev, err := s.kv.Create(ctx, key, data)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
-		return nil, ErrExists
-	case err != nil:
-		return nil, fmt.Errorf("projects: creating %s: %w", key, err)
+		return nil, err
 	}
 	return &Lock{s: s, key: key, l: kvlease.Hold(s.kv, key, rev, rec, encode)}, nil
 }
@@ -213,18 +206,27 @@ func (s *Store) Create(ctx context.Context, key, event, holder string, rec Recor
 // no project. It reports whether it wrote.
 func (s *Store) Reserve(ctx context.Context, key string, rec Record) (bool, error) {
 	rec.Schema = rec.schema()
+	_, err := s.create(ctx, key, rec)
+	if errors.Is(err, ErrExists) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// create writes rec as key's first record (ErrExists when there is one).
+func (s *Store) create(ctx context.Context, key string, rec Record) (uint64, error) {
 	data, err := encode(rec)
 	if err != nil {
-		return false, fmt.Errorf("projects: encoding %s: %w", key, err)
+		return 0, fmt.Errorf("projects: encoding %s: %w", key, err)
 	}
-	_, err = s.kv.Create(ctx, key, data)
+	rev, err := s.kv.Create(ctx, key, data)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
-		return false, nil
+		return 0, ErrExists
 	case err != nil:
-		return false, fmt.Errorf("projects: reserving %s: %w", key, err)
+		return 0, fmt.Errorf("projects: creating %s: %w", key, err)
 	}
-	return true, nil
+	return rev, nil
 }
 
 // Take says how Lock takes a project, to save round trips.
