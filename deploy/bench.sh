@@ -71,7 +71,7 @@ case "$mode" in
   backlog) events=10000; sim_flags=(); qps=1000000 ;;
   ratio) events=${EVENTS:-10000}; runs=${RUNS:-3}; sim_flags=(); qps=1000000 ;;
   qps) events=1000; sim_flags=(-qps 20 -latency 80ms); qps=20 ;;
-  shared) events=1000; sim_flags=(-qps 20 -qps-model "$model" -latency 80ms -jitter 20ms); qps=20 ;;
+  shared) events=1000; sim_flags=(-qps 20 -qps-model "$model" -latency 80ms -jitter 20ms); qps=20; log_level=${LOG_LEVEL:-warn} ;;
   soak) events=${EVENTS:-10000}; kills=${KILLS:-10}; sim_flags=(-busy 0.2 -bad-gateway 0.02 -latency 8ms); qps=200; log_level=info ;;
   cluster) events=${EVENTS:-2000}; sim_flags=(-latency 8ms); qps=200; log_level=info ;;
   upgrade) events=${EVENTS:-200}; sim_flags=(-latency 8ms); qps=200; log_level=info ;;
@@ -95,7 +95,7 @@ if [ "$mode" = cluster ]; then
   done
 else
   "$work/nats-server" -js -sd "$work/js" -a 127.0.0.1 -p 14222 >"$work/nats.log" 2>&1 &
-  pids+=($!)
+  pids+=($!); nats_pid=$!
 fi
 "$work/provisioner" sim -addr 127.0.0.1:18090 "${sim_flags[@]}" >"$work/sim.log" 2>&1 &
 sim_pid=$!
@@ -271,25 +271,38 @@ fi
 if [ "$mode" = ratio ]; then
   # rate reads the events/s load printed at the end.
   rate() { grep -oE '[0-9]+ events/s' "$1" | tail -1 | cut -d' ' -f1; }
+  # ticks is a process's CPU time so far in clock ticks; per_event turns a count of them into µs an event.
+  ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  hz=$(getconf CLK_TCK)
+  per_event() { awk "BEGIN{printf \"%.0f\", $1*1e6/$hz/$events}"; }
   ratios=()
-  BARE_EVENTS=0 "$work/barepipe" # its stream and consumer
+  BARE_EVENTS=0 "$work/barepipe" >/dev/null # its stream
   echo "== $runs runs: a backlog of $events events drained by the bare pipeline, then by one worker"
   for r in $(seq "$runs"); do
-    "$work/provisioner" load -n "$events" -subject bare.created -results bare.provisioned -id-prefix "bare$r" -timeout 10m >"$work/bare$r.load" 2>&1 &
+    "$work/provisioner" load -n "$events" -subject "bare.created.$r" -results bare.provisioned -id-prefix "bare$r" -timeout 10m >"$work/bare$r.load" 2>&1 &
     load_pid=$!
     until grep -q '^published' "$work/bare$r.load" 2>/dev/null; do sleep 0.2; done
-    BARE_EVENTS=$events "$work/barepipe" >>"$work/barepipe.log" 2>&1
+    n0=$(ticks "$nats_pid")
+    # a consumer a run: the last run's pull requests, not yet expired, would take events of this one
+    BARE_EVENTS=$events BARE_SUBJECT="bare.created.$r" BARE_CONSUMER="bare$r" "$work/barepipe" >"$work/barepipe$r.log" 2>&1
     wait "$load_pid"
-    "$work/provisioner" load -n "$events" -id-prefix "worker$r" -timeout 10m >"$work/worker$r.load" 2>&1 &
+    bare_nats=$(( $(ticks "$nats_pid") - n0 ))
+    bare_cpu=$(awk -v hz="$hz" '/CPU/ {print $(NF-1) * hz / 1e6}' "$work/barepipe$r.log")
+    # each run's projects are new ones, as a backlog of creations is: P-<n> again would make every event
+    # a second creation of a provisioned project, a different (and slower) path
+    "$work/provisioner" load -n "$events" -id-prefix "worker$r" -project-prefix "R$r" -timeout 10m >"$work/worker$r.load" 2>&1 &
     load_pid=$!
     until grep -q '^published' "$work/worker$r.load" 2>/dev/null; do sleep 0.2; done
+    n0=$(ticks "$nats_pid")
     start_worker
     wait "$load_pid"
+    worker_nats=$(( $(ticks "$nats_pid") - n0 )); worker_cpu=$(ticks "$worker_pid")
     kill -TERM "$worker_pid"; wait "$worker_pid" || true
     bare=$(rate "$work/bare$r.load"); wk=$(rate "$work/worker$r.load")
     ratio=$(awk "BEGIN{printf \"%.2f\", $wk/$bare}")
     ratios+=("$ratio")
     echo "   run $r: bare pipeline $bare events/s, worker $wk events/s: $ratio of the bare pipeline"
+    echo "          CPU µs an event: bare pipeline $(per_event "$bare_cpu") + nats-server $(per_event "$bare_nats"); worker $(per_event "$worker_cpu") + nats-server $(per_event "$worker_nats")"
   done
   kill -TERM "$sim_pid"; wait "$sim_pid" || true
   echo "== the worker's ratio to the bare pipeline, $runs runs: ${ratios[*]}"
