@@ -11,10 +11,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// member is what each worker publishes about itself every second.
+// member is what each worker publishes about itself every second, and at
+// once when its share or the workers it counts change.
 type member struct {
 	Share int            `json:"share"`
 	Calls map[string]int `json:"calls"` // per API, in the last second
+	// Seen is the live workers, this one among them, sorted, that Share was
+	// computed for; Recent the most calls this worker released to one API in
+	// its window before publishing. Together they let a worker raise its
+	// share without the raise delay (Pacer.fastRaise). A release before
+	// these fields publishes neither, so its members never allow it.
+	Seen   []string `json:"seen,omitempty"`
+	Recent int      `json:"recent,omitempty"`
 }
 
 // Members reads every worker's published figures from the bucket: what

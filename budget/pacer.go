@@ -54,6 +54,7 @@ type PacerOptions struct {
 type Pacer struct {
 	o  PacerOptions
 	kv jetstream.KeyValue
+	js jetstream.JetStream
 	w  time.Duration // the window: a second plus Margin
 
 	mu       sync.Mutex
@@ -61,6 +62,10 @@ type Pacer struct {
 	spreads  map[string]*spread   // per API: recent answer times (Observe)
 	holds    map[string]time.Time // per API: no call before this
 	members  map[string]time.Time // worker id → when last heard (local clock)
+	records  map[string]member    // worker id → what it last published
+	seen     []string             // the live workers, this one among them, sorted, as reshare last found them
+	gone     time.Time            // when a worker last left or expired (local clock)
+	pub      member               // what this worker last published
 	share    int                  // calls per window per API this worker may make now
 	pending  int                  // a larger share waiting for raiseDelay
 	since    time.Time            // when pending was first computed
@@ -100,8 +105,8 @@ func StartPacer(ctx context.Context, js jetstream.JetStream, o PacerOptions) (*P
 	if err != nil {
 		return nil, fmt.Errorf("budget: %w", err)
 	}
-	p := &Pacer{o: o, kv: kv, w: time.Second + o.Margin, apis: map[string]*window{}, spreads: map[string]*spread{}, holds: map[string]time.Time{},
-		members: map[string]time.Time{}, changed: make(chan struct{}), done: make(chan struct{})}
+	p := &Pacer{o: o, kv: kv, js: js, w: time.Second + o.Margin, apis: map[string]*window{}, spreads: map[string]*spread{}, holds: map[string]time.Time{},
+		members: map[string]time.Time{}, records: map[string]member{}, seen: []string{o.ID}, changed: make(chan struct{}), done: make(chan struct{})}
 	if err := p.refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -129,11 +134,11 @@ func (p *Pacer) Stop(ctx context.Context) {
 }
 
 // soloKey is claimed (created, first writer wins) by a worker that starts
-// and finds no other. Of two workers starting together the later one's
-// read already holds the earlier one's member key (each writes its own
-// before it reads), so at most one finds itself alone; the claim guards
-// that should a read ever miss a key, two still cannot both take the whole
-// limit.
+// and finds no other. Of two workers starting together the later one finds
+// the earlier one's member key (each writes its own before it looks, and it
+// looks in the stream itself as well as the watch: see unseen), so at most
+// one finds itself alone; the claim guards that should a look ever miss a
+// key, two still cannot both take the whole limit.
 const soloKey = "solo"
 
 // startWait bounds how long a starting worker reads the members already
@@ -180,10 +185,13 @@ func (p *Pacer) startAlone(ctx context.Context, watch jetstream.KeyWatcher) {
 	if left || p.others() > 0 {
 		return
 	}
+	if others, err := p.unseen(ctx, []string{p.o.ID}); err != nil || others {
+		return
+	}
 	rev, err := p.kv.Create(ctx, soloKey, []byte(p.o.ID))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		e, gerr := p.kv.Get(ctx, soloKey)
-		if gerr != nil || p.live(string(e.Value())) {
+		if gerr != nil || p.live(string(e.Value())) { // (unseen already found no other live worker)
 			return
 		}
 		rev, err = p.kv.Update(ctx, soloKey, []byte(p.o.ID), e.Revision())
@@ -226,18 +234,19 @@ func (p *Pacer) live(id string) bool {
 // refresh says this worker is alive, with its figures.
 func (p *Pacer) refresh(ctx context.Context) error {
 	p.mu.Lock()
-	m := member{Share: p.share, Calls: map[string]int{}}
+	m := member{Share: p.share, Calls: map[string]int{}, Seen: slices.Clone(p.seen)}
 	now := p.o.Now()
 	for api, win := range p.apis {
 		m.Calls[api] = win.count(now, time.Second)
 	}
+	m.Recent = p.recent(now)
 	p.mu.Unlock()
 	data, _ := json.Marshal(m)
 	if _, err := p.kv.Put(ctx, "members."+p.o.ID, data); err != nil {
 		return fmt.Errorf("budget: joining the shared DingTalk budget: %w", err)
 	}
 	p.mu.Lock()
-	p.lastOK = p.o.Now()
+	p.lastOK, p.pub = p.o.Now(), m
 	p.mu.Unlock()
 	return nil
 }
@@ -273,7 +282,16 @@ func (p *Pacer) run(ctx context.Context, watch jetstream.KeyWatcher) {
 				watch = p.tend(ctx, watch)
 			}
 		}
-		p.reshare()
+		publish, fast := p.reshare()
+		if fast != nil {
+			if others, err := p.unseen(ctx, fast); err == nil && !others {
+				publish = p.raiseFast(fast) || publish
+			}
+		}
+		if publish {
+			lastRefresh = p.o.Now()
+			watch = p.tend(ctx, watch)
+		}
 	}
 }
 
@@ -307,55 +325,21 @@ func (p *Pacer) heard(e jetstream.KeyValueEntry) {
 		id := strings.TrimPrefix(key, "members.")
 		if gone {
 			delete(p.members, id)
+			delete(p.records, id)
 		} else {
 			p.members[id] = p.o.Now()
+			var m member
+			if json.Unmarshal(e.Value(), &m) == nil {
+				p.records[id] = m
+			} else {
+				delete(p.records, id)
+			}
 		}
 	case strings.HasPrefix(key, "hold.") && !gone:
 		var until time.Time
 		if err := until.UnmarshalText(e.Value()); err == nil {
 			p.holdLocked(strings.TrimPrefix(key, "hold."), until)
 		}
-	}
-}
-
-// reshare recomputes this worker's share from the live workers: lowered at
-// once, raised only after raiseDelay. While refreshes fail, it keeps to a
-// share that leaves room for one more worker it cannot see.
-func (p *Pacer) reshare() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.o.Now()
-	live := []string{p.o.ID}
-	for id, heard := range p.members {
-		if id != p.o.ID && now.Sub(heard) < memberTTL {
-			live = append(live, id)
-		}
-	}
-	slices.Sort(live)
-	n, l := len(live), p.o.Limit
-	target := l / n
-	if slices.Index(live, p.o.ID) < l%n {
-		target++
-	}
-	p.degraded = now.Sub(p.lastOK) >= memberTTL
-	if p.degraded {
-		target = min(target, max(1, l/(n+1)))
-	}
-	old := p.share
-	switch {
-	case target < p.share:
-		p.share, p.pending = target, 0
-	case target == p.share:
-		p.pending = 0
-	case target != p.pending:
-		p.pending, p.since = target, now
-	case now.Sub(p.since) >= raiseDelay:
-		p.share, p.pending = target, 0
-	}
-	if p.share != old {
-		p.wake()
-		p.o.Log.Info().Int("workers", n).Int("share", p.share).Int("limit", l).Dur("window", p.w).Bool("degraded", p.degraded).
-			Msg("this worker's share of the DingTalk per-second budget changed")
 	}
 }
 
@@ -393,71 +377,6 @@ func (p *Pacer) Wait(ctx context.Context, api string) error {
 			return err
 		}
 	}
-}
-
-// Observe takes how long a call to api took to be answered, from just
-// before it left. How much those times vary bounds how much the calls'
-// arrivals at DingTalk vary after their release (the network's and this
-// process's delays), which is what the window's margin must cover: once
-// an API has minSamples answers, its margin is their spread (the longest
-// less the shortest of the last spreadSamples) plus marginSlack, instead
-// of Margin. Safe for concurrent use.
-func (p *Pacer) Observe(api string, took time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s, ok := p.spreads[api]
-	if !ok {
-		s = &spread{}
-		p.spreads[api] = s
-	}
-	learnt := s.n >= minSamples
-	s.add(took)
-	if !learnt && s.n >= minSamples {
-		p.o.Log.Info().Str("api", api).Dur("window", p.window(api)).Dur("spread", s.width()).
-			Msg("the window of this API's calls now follows how much DingTalk's answer times vary")
-	}
-}
-
-// window is api's window: a second plus its margin; p.mu held.
-func (p *Pacer) window(api string) time.Duration {
-	s, ok := p.spreads[api]
-	if !ok || s.n < minSamples {
-		return p.w
-	}
-	return time.Second + min(max(s.width()+marginSlack, minMargin), maxMargin)
-}
-
-// The learnt margin: the answer times' spread plus marginSlack, kept
-// within [minMargin, maxMargin]; learnt from minSamples answers, over the
-// last spreadSamples.
-const (
-	marginSlack   = 5 * time.Millisecond
-	minMargin     = 10 * time.Millisecond
-	maxMargin     = time.Second
-	minSamples    = 32
-	spreadSamples = 512
-)
-
-// spread keeps an API's last answer times.
-type spread struct {
-	took [spreadSamples]time.Duration
-	next int
-	n    int // answers seen, up to spreadSamples
-}
-
-func (s *spread) add(d time.Duration) {
-	s.took[s.next] = d
-	s.next = (s.next + 1) % spreadSamples
-	s.n = min(s.n+1, spreadSamples)
-}
-
-// width is the longest answer time less the shortest, of those kept.
-func (s *spread) width() time.Duration {
-	lo, hi := s.took[0], s.took[0]
-	for _, d := range s.took[:s.n] {
-		lo, hi = min(lo, d), max(hi, d)
-	}
-	return hi - lo
 }
 
 // Changed is closed when this worker's share or a hold next changes.
