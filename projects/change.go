@@ -96,6 +96,9 @@ func (r *Record) SetLink(url string) { r.InviteURL = url }
 // a delivery of it that finds them here publishes that result rather than
 // working it again.
 func (r *Record) Answer(event, subject string, result []byte) {
+	if _, _, ok := r.Result(event); ok {
+		return // a repeat: the record has it already
+	}
 	r.LastEvent, r.LastSubject, r.LastResult = event, subject, result
 }
 

@@ -1,6 +1,7 @@
 package projects
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -77,6 +78,21 @@ func Describe(key string, revision uint64, r *Record, retention time.Duration, n
 	}
 	if r.LastEvent != "" {
 		add("last event:  %s, result on %s", r.LastEvent, r.LastSubject)
+	}
+	for _, a := range r.Answers {
+		var src struct {
+			Subject string `json:"source_subject"`
+			ID      string `json:"source_id"`
+		}
+		_ = json.Unmarshal(a.Result, &src) // a result names its event; the key alone says it otherwise
+		add("answered:    %s %q (key %s), result on %s at %s, kept here for its repeats",
+			or(src.Subject, "-"), src.ID, a.Event, a.Subject, a.At.UTC().Format(time.RFC3339))
+	}
+	switch {
+	case !r.Ledger:
+		add("results:     in each event's step record (written by a release before results were kept here)")
+	case r.StepsUntil.After(now):
+		add("results:     some in their events' step records (failures, or past this record's room) until %s", r.StepsUntil.UTC().Format(time.RFC3339))
 	}
 	return lines
 }

@@ -125,6 +125,13 @@ type Record struct {
 	// (see Follow): a delivery of it that finds it here publishes its
 	// result without folding it again.
 	LastHand string `json:"last_hand,omitempty"`
+	// The ledger (see Keep): Answers are the results of the project's
+	// recent events, for their repeats; Ledger says the record is kept with
+	// it (a release before it drops both when it writes the record);
+	// StepsUntil, that until then a result may be in a step record instead.
+	Ledger     bool       `json:"ledger,omitempty"`
+	Answers    []Answered `json:"answers,omitempty"`
+	StepsUntil time.Time  `json:"steps_until,omitzero"`
 
 	// The lease: one event at a time changes the group.
 	Holder      string    `json:"holder,omitempty"`       // the delivery holding it

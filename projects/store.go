@@ -95,7 +95,7 @@ func decode(key string, data []byte) (Record, error) {
 // was forgotten and is created anew (DingTalk would answer a repeated uuid
 // with the old group).
 func (s *Store) newRecord(key, refID string) Record {
-	return Record{Schema: schemaBase, RefID: refID, UUID: key + "-" + strconv.FormatInt(s.now().UnixMilli(), 36)}
+	return Record{Schema: schemaBase, RefID: refID, Ledger: true, UUID: key + "-" + strconv.FormatInt(s.now().UnixMilli(), 36)}
 }
 
 // Lock takes the project key for the delivery holder of event: a new record
@@ -337,6 +337,7 @@ func (l *Lock) write(ctx context.Context, fn func(*Record), unlock bool) error {
 // clone is r with slices of its own.
 func (r Record) clone() Record {
 	r.Listed, r.Managed, r.Departed, r.Others, r.Adding = slices.Clone(r.Listed), slices.Clone(r.Managed), slices.Clone(r.Departed), slices.Clone(r.Others), slices.Clone(r.Adding)
+	r.Answers = slices.Clone(r.Answers)
 	return r
 }
 

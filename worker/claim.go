@@ -91,27 +91,36 @@ var errClaimLost = errors.New("worker: step record taken over by another deliver
 
 // claim is one delivery's hold on an event's record: a lease whose every
 // write renews the record's own LeaseUntil. The record is the event's own
-// in the step bucket, or (in) the step inside its project's record. Safe
-// for concurrent use (the heartbeat renews it while steps run).
+// in the step bucket, the step inside its project's record (in), or a step
+// not written anywhere yet (mem, see unwritten). Safe for concurrent use
+// (the heartbeat renews it while steps run).
 type claim struct {
-	l     *kvlease.Lease[record] // nil when in is set
+	l     *kvlease.Lease[record] // nil when in or mem is set
 	in    *inRecord
+	mem   *unwritten
 	lease time.Duration
 	now   func() time.Time
 }
 
 // snapshot returns a copy of the record.
 func (c *claim) snapshot() record {
-	if c.in != nil {
+	switch {
+	case c.in != nil:
 		return c.in.snapshot()
+	case c.mem != nil:
+		return c.mem.snapshot()
 	}
 	return c.l.Value()
 }
 
 // update applies fn to the record, renews the lease and writes it.
 func (c *claim) update(ctx context.Context, fn func(*record)) error {
-	if c.in != nil {
+	switch {
+	case c.in != nil:
 		return c.in.update(ctx, fn)
+	case c.mem != nil:
+		c.mem.amend(fn)
+		return nil
 	}
 	return claimErr(c.l.Update(ctx, func(r *record) {
 		fn(r)
@@ -120,9 +129,10 @@ func (c *claim) update(ctx context.Context, fn func(*record)) error {
 }
 
 // renew writes the record unchanged but for its lease. A step inside the
-// project's record lives by the project's lease, which the job renews.
+// project's record, or in memory, lives by the project's lease, which the
+// job renews.
 func (c *claim) renew(ctx context.Context) error {
-	if c.in != nil {
+	if c.in != nil || c.mem != nil {
 		return nil
 	}
 	return c.update(ctx, func(*record) {})
@@ -134,8 +144,8 @@ func (c *claim) what() string { return "step record" }
 // lease. With freshBudget, the event's retry budget starts again when it is
 // next taken (the wait was a pause, not the event's own trouble).
 func (c *claim) release(ctx context.Context, freshBudget bool) error {
-	if c.in != nil {
-		return errors.New("worker: a step inside its project's record is released with the project (releaseInRecord)")
+	if c.in != nil || c.mem != nil {
+		return errors.New("worker: a step inside its project's record or in memory is released with the project (releaseInRecord, releaseUnwritten)")
 	}
 	return claimErr(c.l.Update(ctx, func(r *record) {
 		r.LeaseUntil, r.Released = time.Time{}, true
@@ -147,8 +157,12 @@ func (c *claim) release(ctx context.Context, freshBudget bool) error {
 
 // addAttempts counts DingTalk calls; they are written with the next step.
 func (c *claim) addAttempts(n int) {
-	if c.in != nil {
+	switch {
+	case c.in != nil:
 		c.in.amend(func(r *record) { r.Attempts += n })
+		return
+	case c.mem != nil:
+		c.mem.amend(func(r *record) { r.Attempts += n })
 		return
 	}
 	c.l.Amend(func(r *record) { r.Attempts += n })

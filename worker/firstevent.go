@@ -240,12 +240,13 @@ func (w *Worker) releaseInRecord(ctx context.Context, j *job, in *inRecord, fres
 	return err
 }
 
-// detachStep moves a creation's step out of its project's record into a
-// step record of its own, as a failure is recorded: the dead-letter tools
-// (provisioner inspect, dlq replay) find a failed event there.
+// detachStep moves a creation's step out of its project's record (or an
+// update's out of memory) into a step record of its own, as a failure is
+// recorded: the dead-letter tools (provisioner inspect, dlq replay) find a
+// failed event there.
 func (w *Worker) detachStep(ctx context.Context, j *job) error {
 	c := j.held()
-	if c == nil || c.in == nil {
+	if c == nil || (c.in == nil && c.mem == nil) {
 		return nil
 	}
 	st := c.snapshot()

@@ -51,27 +51,34 @@ func (w *Worker) kind() string {
 // holds it. It creates the group, changes it, or closes it, as the event
 // and the project's record say.
 func (w *Worker) apply(ctx context.Context, stopping <-chan struct{}, j *job) error {
-	ev := j.ev
-	creator := func(r *projects.Record) { r.BeginCreate(j.key, w.kind()) }
-	canCreate := ev.Kind.Op() == messages.OpCreate || (ev.Kind.Op() == messages.OpUpdate && ev.Complete())
 	var fresh func(*projects.Record) // a creation expects a new project: its record is created blind
-	if ev.Kind.Op() == messages.OpCreate {
-		fresh = creator
+	if j.ev.Kind.Op() == messages.OpCreate {
+		fresh = func(r *projects.Record) { r.BeginCreate(j.key, w.kind()) }
 	}
 	lock, err := w.lockProject(ctx, j, fresh)
 	if err != nil {
 		return w.lockRefused(err)
 	}
 	j.setHold(&hold{lock: lock})
+	return w.applyLocked(ctx, stopping, j, lock)
+}
+
+// applyLocked is apply once the job holds its project.
+func (w *Worker) applyLocked(ctx context.Context, stopping <-chan struct{}, j *job, lock *projects.Lock) error {
+	ev := j.ev
+	creator := func(r *projects.Record) { r.BeginCreate(j.key, w.kind()) }
+	canCreate := ev.Kind.Op() == messages.OpCreate || (ev.Kind.Op() == messages.OpUpdate && ev.Complete())
 	rec := lock.Record()
+	subject, result, answered := rec.Result(j.key)
 	switch {
-	case rec.LastEvent == j.key && rec.LastResult != nil:
-		// Applied by a delivery that stopped before recording its result.
-		if err := w.finish(ctx, j, rec.LastSubject, rec.LastResult, nil, nil); err != nil {
+	case answered:
+		// Applied by a delivery that stopped before recording its result,
+		// or (an update's, kept in the record's ledger) a repeat.
+		if err := w.finish(ctx, j, subject, result, nil, nil); err != nil {
 			return err
 		}
 		step := j.held().snapshot()
-		flag(j.log.Info().Str("event_id", j.eventID).Str("result", rec.LastSubject).Str("chatid", rec.ChatID), &step).
+		flag(j.log.Info().Str("event_id", j.eventID).Str("result", subject).Str("chatid", rec.ChatID), &step).
 			Msg("event already handled: result recorded by an earlier delivery published")
 		return nil
 	case rec.Creating() && rec.Creator != j.key:
@@ -158,7 +165,7 @@ func (w *Worker) planAdds(j *job) func(*projects.Record) {
 	}
 	lim := w.groups.Limits()
 	return func(r *projects.Record) {
-		if r.LastEvent == j.key || r.Closed != nil || !r.HasGroup() || r.Creating() || r.Unsure ||
+		if _, _, done := r.Result(j.key); done || r.Closed != nil || !r.HasGroup() || r.Creating() || r.Unsure ||
 			(r.Kind != "" && r.Kind != w.kind()) || r.Stale(ev.Version, j.seq) {
 			return
 		}
@@ -188,11 +195,15 @@ func (w *Worker) releaseProject(ctx context.Context, j *job, failed bool) error 
 	if c := j.held(); c != nil {
 		rec = c.snapshot()
 	}
+	now := w.cfg.Now()
 	err := h.lock.Unlock(ctx, func(r *projects.Record) {
 		if h.state != nil {
 			*r = *h.state
 		}
 		r.Release()
+		if failed {
+			r.StepRecorded(now, w.cfg.Retention) // the failure is in the event's step record
+		}
 		if failed && r.Creator == j.key && rec.ChatID != "" {
 			// A failed creation's step is its own record now (detachStep).
 			// One that made no group keeps it here: a repeat of its event

@@ -151,6 +151,9 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 			return err
 		}
 	}
+	if handled, err := w.unwrittenUpdate(ctx, stopping, j); handled {
+		return err
+	}
 	res, err := acquire(ctx, w.topo.kv, j.key, w.freshStep(j), w.cfg.AckWait, w.cfg.Now)
 	switch {
 	case err != nil:
@@ -251,6 +254,12 @@ func (w *Worker) releaseClaim(ctx context.Context, j *job, log zerolog.Logger, f
 	if c := j.held(); c != nil && c.in != nil {
 		if err := w.releaseInRecord(ctx, j, c.in, freshBudget); err != nil {
 			log.Warn().Err(err).Msg("letting the project go; its next event waits out the lease")
+		}
+		return
+	}
+	if c := j.held(); c != nil && c.mem != nil {
+		if err := w.releaseUnwritten(ctx, j, c.mem, freshBudget); err != nil {
+			log.Warn().Err(err).Msg("handing the update back; its next delivery waits out the project's lease")
 		}
 		return
 	}

@@ -131,6 +131,7 @@ type gate struct {
 	holdBeforeSend bool // the worker dies before its create leaves (waiting for the rate limiter, say)
 	holdAdd        bool // a batch of members reaches DingTalk, then the worker dies
 	holdLink       bool
+	holdChange     bool // a change reaches DingTalk, then the worker dies
 	arrived        chan struct{}
 	release        chan struct{}
 }
@@ -181,6 +182,17 @@ func (g *gate) AddMembers(ctx context.Context, grp dingtalk.Group, ids []string)
 		return g.hold(ctx)
 	}
 	return g.Groups.AddMembers(ctx, grp, ids)
+}
+
+func (g *gate) Change(ctx context.Context, grp dingtalk.Group, c *dingtalk.Change) error {
+	switch {
+	case g.dead():
+		return errDead
+	case g.holdChange:
+		_ = g.Groups.Change(ctx, grp, c)
+		return g.hold(ctx)
+	}
+	return g.Groups.Change(ctx, grp, c)
 }
 
 func (g *gate) JoinLink(ctx context.Context, grp dingtalk.Group, sharer string) (string, error) {

@@ -10,10 +10,11 @@ import (
 )
 
 // finish ends an event whose project now says what it did: the project's
-// record is written and let go (with next applied, when set), then the step
-// record keeps the result, then it is published. A worker that dies between
-// the writes leaves a project record whose LastEvent is this event: the
-// next delivery publishes that result (see apply).
+// record is written and let go (with next applied, when set) with the
+// result in its ledger, then the step record (when the event has one)
+// keeps the result, then it is published. A worker that dies between the
+// writes leaves a project record that has this event's result: the next
+// delivery publishes it (see applyLocked).
 func (w *Worker) finish(ctx context.Context, j *job, subject string, data []byte, next *projects.Record, also func(*record)) error {
 	h, c := j.projectHold(), j.held()
 	done := func(r *record) {
@@ -31,6 +32,7 @@ func (w *Worker) finish(ctx context.Context, j *job, subject string, data []byte
 			return err
 		}
 	}
+	now, kept := w.cfg.Now(), true
 	err := h.lock.Unlock(ctx, func(r *projects.Record) {
 		if next != nil {
 			*r = *next
@@ -38,19 +40,34 @@ func (w *Worker) finish(ctx context.Context, j *job, subject string, data []byte
 		r.Answer(j.key, subject, data)
 		if step != nil {
 			r.Step = step
+			return
+		}
+		// In the ledger too: a repeat finds it there whatever came since.
+		if kept = r.Keep(j.key, subject, data, now, w.cfg.Retention); !kept {
+			r.StepRecorded(now, w.cfg.Retention)
 		}
 	})
-	if errors.Is(err, projects.ErrLockLost) && c.in != nil {
+	if errors.Is(err, projects.ErrLockLost) && (c.in != nil || c.mem != nil) {
 		err = errClaimLost
 	}
 	if err != nil {
 		return err
 	}
 	j.setHold(nil)
-	if c.in != nil {
+	switch {
+	case c.in != nil:
 		c.in.amend(done)
-	} else if err := c.update(ctx, done); err != nil {
-		return err
+	case c.mem != nil:
+		c.mem.amend(done)
+		if !kept { // the ledger filled since the update began (changesOnly): its step record keeps the result
+			if err := w.writeStep(ctx, j, c.mem.snapshot()); err != nil {
+				return err
+			}
+		}
+	default:
+		if err := c.update(ctx, done); err != nil {
+			return err
+		}
 	}
 	return w.publish(ctx, subject, msgID(subject, j.key), data)
 }

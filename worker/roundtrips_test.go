@@ -13,10 +13,10 @@ import (
 // record created as the create leaves (the event claimed, the project
 // taken, the create on the wire), the group recorded, the record written
 // with the link and the result, the publish and the ack. An update that
-// adds a member: its step record, the project taken (one compare-and-set
-// when this worker let it go last, with the member it adds), the record
-// written with the result, the step record's result, the publish and the
-// ack. A stale update: the same without the calls. Each also pays its share
+// adds a member: the project taken (one compare-and-set when this worker
+// let it go last, with the member it adds), the record written with the
+// result in its ledger, the publish and the ack; no step record. A stale
+// update: the same without the calls. Each also pays its share
 // of the pulls and of the month's call count (one read and one write per
 // 10 calls). A bound turns red when a round trip per event slips in.
 func TestNATSMessagesPerEvent(t *testing.T) {
@@ -36,10 +36,10 @@ func TestNATSMessagesPerEvent(t *testing.T) {
 		}, 6},
 		{"update adding a member", func(i int) (string, map[string]any) {
 			return "project.updated", map[string]any{"id": fmt.Sprintf("u%d", i), "project_id": fmt.Sprintf("P-rt%d", i), "version": 2, "members": []string{"m1", "m2"}}
-		}, 7},
+		}, 5},
 		{"stale update", func(i int) (string, map[string]any) {
 			return "project.updated", map[string]any{"id": fmt.Sprintf("s%d", i), "project_id": fmt.Sprintf("P-rt%d", i), "version": 1, "members": []string{"m3"}}
-		}, 7},
+		}, 5},
 	}
 	for k, kind := range kinds {
 		before := r.js.Conn().Stats().OutMsgs

@@ -414,12 +414,13 @@ func TestBatchUpdates(t *testing.T) {
 			t.Errorf("row %d: %q, want status %s and %s members", i+2, rec, want[i][0], want[i][1])
 		}
 	}
-	if out, _ := run(t, "inspect", "project.updated", "u1"); !strings.Contains(out, "outcome:     updated (result on group.updated)") {
-		t.Errorf("inspect of an update:\n%s", out)
+	if _, err := run(t, "inspect", "project.updated", "u1"); err == nil || !strings.Contains(err.Error(), "an update worked in one delivery") {
+		t.Errorf("inspect of an update worked in one delivery: %v, want where to look", err)
 	}
 	out, err = run(t, "inspect", "project", "P1")
 	for _, want := range []string{"project:     P1 ", "group:       plain group, chatid chat", "managed:     3: u1 u2 u4", "version:     2", "closed:      no",
-		"(its creation's step, kept in this record)", "outcome:     provisioned (result on group.provisioned)"} {
+		"(its creation's step, kept in this record)", "outcome:     provisioned (result on group.provisioned)",
+		`answered:    project.updated "u1"`} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("inspect project P1 (%v): want %q in\n%s", err, want, out)
 		}

@@ -53,8 +53,8 @@ event keeps its step there, not in a step record of its own: these print it.
 	lines, err := recs.Describe(ctx, fs.Arg(0), fs.Arg(1))
 	if errors.Is(err, worker.ErrNoRecord) {
 		return fmt.Errorf("provisioner: inspect: no step record for %s %q: no worker has taken it, it was invalid (see provisioner dlq list), "+
-			"it is older than RETENTION, or it created its project's group as the project's first event, which keeps its step in the project's record "+
-			"(provisioner inspect project <project_id>, or event <event_id>)", fs.Arg(0), fs.Arg(1))
+			"it is older than RETENTION, or its project's record keeps it: a creation that was its project's first event, or an update "+
+			"worked in one delivery (provisioner inspect project <project_id>, or event <event_id>)", fs.Arg(0), fs.Arg(1))
 	}
 	if err != nil {
 		return fmt.Errorf("provisioner: %w", err)
