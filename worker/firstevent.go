@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -36,21 +35,8 @@ type inRecord struct {
 	create  func(ctx context.Context, rec record) (*projects.Lock, error)
 	project projects.Record // the record create writes, as Fresh made it
 
-	mu   sync.Mutex
-	rec  record         // guarded by mu
-	lock *projects.Lock // guarded by mu; nil until the first write
-}
-
-func (in *inRecord) snapshot() record {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.rec
-}
-
-func (in *inRecord) amend(fn func(*record)) {
-	in.mu.Lock()
-	fn(&in.rec)
-	in.mu.Unlock()
+	unwritten                // the step as last written, or about to be
+	lock      *projects.Lock // guarded by mu; nil until the first write
 }
 
 // written is the project's lock once the record is written, nil before.
@@ -105,7 +91,7 @@ func (w *Worker) createFirst(ctx context.Context, stopping <-chan struct{}, j *j
 	if j.delivered == 1 && fresh.Replays == 0 {
 		pr := w.proj.Fresh(key, ev.RefID)
 		pr.BeginCreate(j.key, w.kind())
-		in := &inRecord{project: pr, rec: fresh}
+		in := &inRecord{project: pr, unwritten: unwritten{rec: fresh}}
 		in.create = func(ctx context.Context, rec record) (*projects.Lock, error) {
 			p := pr
 			var err error
@@ -169,7 +155,7 @@ func (w *Worker) resumeFirst(ctx context.Context, stopping <-chan struct{}, j *j
 	}
 	held := takeOver(old, fresh, time.Time{})
 	j.setHold(&hold{lock: lock})
-	j.setClaim(&claim{in: &inRecord{project: cur, rec: held, lock: lock}})
+	j.setClaim(&claim{in: &inRecord{project: cur, unwritten: unwritten{rec: held}, lock: lock}})
 	if cur.LastEvent == j.key && cur.LastResult != nil {
 		// Done, but the write that said so failed (and a hand-back wrote
 		// what it had): the record has the result.

@@ -30,7 +30,8 @@ import (
 // record before it leaves), one being created or closed, an adoption, a
 // ledger without room, or a step record of the event already there.
 
-// unwritten is a step kept in memory. Safe for concurrent use.
+// unwritten is a step kept in memory (an inRecord keeps its own copy of
+// the step it writes in one too). Safe for concurrent use.
 type unwritten struct {
 	mu  sync.Mutex
 	rec record // guarded by mu
