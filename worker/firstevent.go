@@ -196,11 +196,7 @@ func (w *Worker) republish(ctx context.Context, j *job, done *record) error {
 // record: the project is let go with the step marked released; one handed
 // back before its create left reserves the project's record.
 func (w *Worker) releaseInRecord(ctx context.Context, j *job, in *inRecord, freshBudget bool) error {
-	st := in.snapshot()
-	st.LeaseUntil, st.Released = time.Time{}, true
-	if freshBudget {
-		st.FirstAttemptAt = time.Time{}
-	}
+	st := released(in.snapshot(), freshBudget)
 	data, err := encodeRecord(st)
 	if err != nil {
 		return err

@@ -147,12 +147,7 @@ func (w *Worker) releaseUnwritten(ctx context.Context, j *job, u *unwritten, fre
 	if err := w.releaseProject(ctx, j, false); err != nil {
 		return err
 	}
-	st := u.snapshot()
-	st.LeaseUntil, st.Released = time.Time{}, true
-	if freshBudget {
-		st.FirstAttemptAt = time.Time{}
-	}
-	data, err := encodeRecord(st)
+	data, err := encodeRecord(released(u.snapshot(), freshBudget))
 	if err != nil {
 		return err
 	}
@@ -172,4 +167,14 @@ func (w *Worker) writeStep(ctx context.Context, j *job, st record) error {
 		return fmt.Errorf("worker: writing the step record of %s: %w", j.key, err)
 	}
 	return nil
+}
+
+// released is a step as a delivery hands it back cleanly: no lease; with
+// freshBudget, its retry budget starts again when it is next taken.
+func released(st record, freshBudget bool) record {
+	st.LeaseUntil, st.Released = time.Time{}, true
+	if freshBudget {
+		st.FirstAttemptAt = time.Time{}
+	}
+	return st
 }
