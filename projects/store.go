@@ -287,8 +287,9 @@ type Lock struct {
 // false when the lock made the project's first record.
 func (l *Lock) Found() bool { return l.found }
 
-// Record returns a copy of the record as this holder last wrote it.
-func (l *Lock) Record() Record { return l.l.Value() }
+// Record returns a copy of the record as this holder last wrote it, with
+// slices of its own: the caller may change it while a heartbeat renews the lease.
+func (l *Lock) Record() Record { return l.l.Value().clone() }
 
 // Update applies fn to the record, renews the lease and writes it.
 func (l *Lock) Update(ctx context.Context, fn func(*Record)) error {
