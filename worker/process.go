@@ -166,13 +166,19 @@ func (w *Worker) work(ctx context.Context, stopping <-chan struct{}, j *job) (er
 	case res.newer > 0:
 		return leaveToNewer(fmt.Sprintf("its step record has schema %d, newer than this release's %d", res.newer, recordSchema))
 	}
+	w.takeClaim(j, res)
+	return w.apply(ctx, stopping, j)
+}
+
+// takeClaim makes the step record acquire took the job's, saying so when it
+// resumes one another delivery left unfinished.
+func (w *Worker) takeClaim(j *job, res claimResult) {
 	j.setClaim(res.claim)
 	if res.tookOver {
 		rec := res.claim.snapshot()
 		flag(j.log.Info().Str("event_id", j.eventID).Str("step", string(rec.Step)).Str("chatid", rec.ChatID), &rec).
 			Msg("resuming an event another delivery left unfinished")
 	}
-	return w.apply(ctx, stopping, j)
 }
 
 // settle is the one place that decides what happens to a message:

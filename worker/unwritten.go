@@ -65,19 +65,15 @@ func (w *Worker) unwrittenUpdate(ctx context.Context, stopping <-chan struct{}, 
 	}
 	j.setHold(&hold{lock: lock})
 	rec := lock.Record()
-	if _, _, ok := rec.Result(j.key); ok {
-		return true, w.applyLocked(ctx, stopping, j, lock)
-	}
-	inMemory, err := w.changesOnly(ctx, j, &rec)
-	if err != nil {
-		return true, err
-	}
-	if !inMemory {
-		if err := w.materialize(ctx, j, fresh); err != nil {
+	if _, _, answered := rec.Result(j.key); !answered { // else applyLocked publishes it again
+		inMemory, err := w.changesOnly(ctx, j, &rec)
+		if err != nil {
 			return true, err
 		}
-		if j.held() == nil {
-			return true, nil // published again: the event was done
+		if !inMemory {
+			if done, err := w.materialize(ctx, j, fresh); done || err != nil {
+				return true, err
+			}
 		}
 	}
 	return true, w.applyLocked(ctx, stopping, j, lock)
@@ -106,35 +102,30 @@ func (w *Worker) changesOnly(ctx context.Context, j *job, rec *projects.Record) 
 }
 
 // materialize writes the update's step record while the job holds its
-// project, as acquire does for any event. When the record says the event
-// is done, its result is published again and the job holds nothing more
-// (j.held() is nil); when another delivery holds it, or a newer release
-// wrote it, the project is let go and the event handed back.
-func (w *Worker) materialize(ctx context.Context, j *job, fresh record) error {
+// project, as acquire does for any event. done says the delivery ended
+// here: the record said the event was done (its result is published
+// again), or another delivery holds it, or a newer release wrote it (the
+// project is let go and the error hands the event back).
+func (w *Worker) materialize(ctx context.Context, j *job, fresh record) (done bool, err error) {
 	res, err := acquire(ctx, w.topo.kv, j.key, fresh, w.cfg.AckWait, w.cfg.Now)
 	if err != nil {
-		return err
+		return true, err
 	}
 	if res.claim != nil {
-		j.setClaim(res.claim)
-		if res.tookOver {
-			rec := res.claim.snapshot()
-			flag(j.log.Info().Str("event_id", j.eventID).Str("step", string(rec.Step)).Str("chatid", rec.ChatID), &rec).
-				Msg("resuming an event another delivery left unfinished")
-		}
-		return nil
+		w.takeClaim(j, res)
+		return false, nil
 	}
 	j.setClaim(nil)
 	if err := w.releaseProject(ctx, j, false); err != nil {
-		return err
+		return true, err
 	}
 	switch {
 	case res.done != nil:
-		return w.republish(ctx, j, res.done)
+		return true, w.republish(ctx, j, res.done)
 	case res.heldFor > 0:
-		return &retryLater{delay: res.heldFor, why: handBackHeld, reason: "another delivery is working this event"}
+		return true, &retryLater{delay: res.heldFor, why: handBackHeld, reason: "another delivery is working this event"}
 	}
-	return leaveToNewer(fmt.Sprintf("its step record has schema %d, newer than this release's %d", res.newer, recordSchema))
+	return true, leaveToNewer(fmt.Sprintf("its step record has schema %d, newer than this release's %d", res.newer, recordSchema))
 }
 
 // releaseUnwritten hands back an update whose step is in memory: the
